@@ -1,0 +1,150 @@
+"""Benchmark on full LFW: ingest rate and memory, query latency end to end and in Milvus.
+
+    .venv/bin/python bench/bench_lfw.py [--lfw DIR] [--db PATH] [--queries 300]
+
+Ingests every LFW image into a fresh Milvus Lite database (unless --reuse), then runs
+--queries searches for random LFW photos (seed 0). Writes docs/results/bench_lfw.json
+and docs/results/bench_lfw.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import revsearch  # noqa: E402
+from revsearch.media import load_image  # noqa: E402
+
+RESULTS = ROOT / "docs" / "results"
+
+
+def percentiles(ms: list[float]) -> dict:
+    a = np.asarray(ms)
+    return {"n": len(a), "p50_ms": round(float(np.percentile(a, 50)), 2),
+            "p95_ms": round(float(np.percentile(a, 95)), 2),
+            "mean_ms": round(float(a.mean()), 2)}
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "packages": {p: version(p) for p in ("onnxruntime", "opencv-python-headless",
+                                                 "pymilvus", "milvus-lite", "numpy")}}
+
+
+def bench_ingest(rs: revsearch.RevSearch, lfw: Path) -> dict:
+    start = time.perf_counter()
+    report = rs.index([lfw])
+    seconds = time.perf_counter() - start
+    return {"images": report.indexed, "faces": report.faces, "no_face": report.no_face,
+            "problems": len(report.problems), "seconds": round(seconds, 1),
+            "images_per_s": round(report.indexed / seconds, 1),
+            "peak_rss_main_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "peak_rss_worker_mb": round(
+                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)}
+
+
+def bench_queries(rs: revsearch.RevSearch, lfw: Path, n: int) -> dict:
+    files = sorted(lfw.glob("*/*.jpg"))
+    queries = random.Random(0).sample(files, n)
+    rs.search(queries[0], k=10)  # load models and the collection once, outside the timing
+    end_to_end, database, vectors = [], [], []
+    for q in queries:
+        t = time.perf_counter()
+        try:
+            rs.search(q, k=10)
+        except revsearch.NoFaceError:
+            continue
+        end_to_end.append((time.perf_counter() - t) * 1000)
+        image = load_image(q)
+        faces = rs.pipeline.detect(image)
+        vectors.append(rs.pipeline.embedder.embed(image, [max(faces, key=lambda f: f.area)]))
+    for v in vectors:
+        t = time.perf_counter()
+        rs.collection.search(v, 10)
+        database.append((time.perf_counter() - t) * 1000)
+    return {"end_to_end": percentiles(end_to_end), "database_only": percentiles(database),
+            "queries": n, "no_face_queries": n - len(end_to_end)}
+
+
+def write(result: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "bench_lfw.json").write_text(json.dumps(result, indent=2) + "\n")
+    i, q = result["ingest"], result["query"]
+    lines = [
+        "# LFW benchmark: ingest and query", "",
+        f"Command: `{result['command']}`  ", f"Date: {result['date']}; machine: "
+        f"{result['machine']['cores']} cores, {result['machine']['cpu']}, no GPU; "
+        f"pipeline {result['pipeline']}, database {result['backend']}.", "",
+        "| measure | value | target |", "|---|---|---|",
+    ]
+    if i:
+        lines += [
+            f"| ingest, full LFW | {i['images']} images, {i['faces']} faces in {i['seconds']} s"
+            f" | |",
+            f"| ingest rate | **{i['images_per_s']} images/s** | >= 30 |",
+            f"| peak memory | main {i['peak_rss_main_mb']} MB, largest worker "
+            f"{i['peak_rss_worker_mb']} MB | |",
+            f"| images with no face found | {i['no_face']} | |",
+        ]
+    e, d = q["end_to_end"], q["database_only"]
+    lines += [
+        f"| query end to end (read, decode, detect, embed, search k=10), {e['n']} queries "
+        f"| **p50 {e['p50_ms']} ms**, p95 {e['p95_ms']} ms | p50 <= 100 ms |",
+        f"| database search alone ({d['n']} queries) | p50 {d['p50_ms']} ms, "
+        f"p95 {d['p95_ms']} ms | |",
+    ]
+    (RESULTS / "bench_lfw.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lfw", default=str(ROOT.parent / "shared/data/lfw/lfw-deepfunneled"))
+    parser.add_argument("--db", help="database to fill (default: a fresh temporary one)")
+    parser.add_argument("--reuse", action="store_true", help="skip ingest, query --db as is")
+    parser.add_argument("--queries", type=int, default=300)
+    args = parser.parse_args()
+    lfw = Path(args.lfw)
+    tmp = Path(tempfile.mkdtemp(prefix="revsearch-bench-"))
+    db = args.db or str(tmp / "bench.db")
+    try:
+        with revsearch.connect(db, home=tmp, progress=False) as rs:
+            ingest = {} if args.reuse else bench_ingest(rs, lfw)
+            query = bench_queries(rs, lfw, args.queries)
+            stats = rs.stats()
+        result = {"command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d"),
+                  "machine": machine(), "pipeline": stats["pipeline"],
+                  "backend": stats["backend"], "index": {k: stats[k] for k in ("images", "faces")},
+                  "ingest": ingest, "query": query}
+        write(result)
+        print(json.dumps(result, indent=2))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

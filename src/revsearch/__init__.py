@@ -1,0 +1,33 @@
+"""revsearch: reverse visual search of people in photo (and video) collections.
+
+The public API is in `revsearch.api` and re-exported here; see its docstring.
+"""
+
+from .api import RevSearch, connect, index, search
+from .errors import (
+    DatabaseError,
+    DatabaseLockedError,
+    MediaError,
+    ModelFileError,
+    NoFaceError,
+    RevsearchError,
+)
+from .search import Hit, QueryFace, SearchResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DatabaseError",
+    "DatabaseLockedError",
+    "Hit",
+    "MediaError",
+    "ModelFileError",
+    "NoFaceError",
+    "QueryFace",
+    "RevSearch",
+    "RevsearchError",
+    "SearchResult",
+    "connect",
+    "index",
+    "search",
+]

@@ -1,0 +1,149 @@
+"""The public Python API: `connect()` an index, then `index()`, `faces()`, `search()`.
+
+    >>> import revsearch
+    >>> with revsearch.connect() as rs:                       # embedded Milvus Lite
+    ...     rs.index(["photos/"])                              # incremental
+    ...     for hit in rs.search("query.jpg", k=5)[0].hits:
+    ...         print(hit.rank, hit.path, hit.similarity, hit.match)
+
+`connect(db="http://host:19530")` uses a Milvus server instead; every other argument
+is a setting (see `config.Settings`), e.g. `connect(embedder="dlib", flip=True)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from . import calibrate
+from .config import Settings, load_settings
+from .errors import RevsearchError
+from .ingest import IngestReport, run_ingest
+from .media import content_hash, decode_image, read_bytes
+from .pipeline import FacePipeline
+from .search import QueryFace, SearchResult, describe_faces, search_faces
+from .store import FaceCollection, Store
+
+log = logging.getLogger(__name__)
+
+Query = str | os.PathLike | bytes | np.ndarray
+
+
+class RevSearch:
+    """An open index: one database, one face pipeline (models load on first use)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = Store(settings.db_uri)
+        self._pipeline: FacePipeline | None = None
+        self._collection: FaceCollection | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> RevSearch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def pipeline(self) -> FacePipeline:
+        if self._pipeline is None:
+            self._pipeline = FacePipeline(self.settings, threads=max(1, self.settings.workers))
+        return self._pipeline
+
+    @property
+    def collection(self) -> FaceCollection:
+        if self._collection is None:
+            self._collection = self.store.faces(self.settings.pipeline_key, self._dim())
+        return self._collection
+
+    def _dim(self) -> int:
+        # Known dims avoid loading a model just to open the database for a count.
+        return {"sface": 128, "dlib": 128}.get(self.settings.embedder) or self.pipeline.dim
+
+    # -- verbs ---------------------------------------------------------------------
+    def index(self, paths: Sequence[str | os.PathLike], *, labels: str = "auto",
+              sync: bool = False, report: str | os.PathLike | None = None) -> IngestReport:
+        """Add every image under `paths`; unchanged files are skipped, changed ones redone.
+
+        `labels`: 'auto' (LFW layout `Name/Name_0001.jpg`), 'parent' (folder name) or
+        'none'. `sync=True` also forgets files under `paths` that no longer exist.
+        Files that cannot be indexed are listed in the returned report and its log.
+        """
+        return run_ingest(paths, self.collection, self.settings, labels=labels, sync=sync,
+                          report_path=report)
+
+    def faces(self, query: Query) -> list[QueryFace]:
+        """The faces found in a query image, left to right; `default` marks the largest."""
+        image, _, _ = self._load_query(query)
+        return describe_faces(self.pipeline.detect(image))
+
+    def search(self, query: Query, k: int = 10, *, face: int | None = None,
+               all_faces: bool = False, include_query: bool = False) -> list[SearchResult]:
+        """The k images that best match the person of interest in `query`.
+
+        One `SearchResult` per searched face (one unless `all_faces`); its hits are
+        grouped per image (the image's best face), best first, each with a cosine
+        similarity and `match` against the calibrated threshold. A query file that is
+        itself in the index is left out of its own results unless `include_query`.
+        Raises NoFaceError when the query shows no face.
+        """
+        image, digest, name = self._load_query(query)
+        return search_faces(self.collection, self.pipeline, image, k=k, face=face,
+                            all_faces=all_faces, exclude_hash="" if include_query else digest,
+                            threshold=self.threshold(), query_name=name)
+
+    def threshold(self) -> float | None:
+        """The match threshold: a setting if given, else the stored calibration."""
+        if self.settings.threshold is not None:
+            return self.settings.threshold
+        found = calibrate.load(self.settings.pipeline_key, self.settings.home)
+        if found is None:
+            log.warning("no calibration for %s: run `revsearch calibrate` or pass --threshold;"
+                        " results carry no match decision", self.settings.pipeline_key)
+            return None
+        return found.threshold
+
+    def stats(self) -> dict:
+        counts = self.collection.count()
+        return {"db": self.settings.db_uri, "backend": "lite" if self.store.is_lite else "server",
+                "pipeline": self.settings.pipeline_key, "detector": self.settings.detector,
+                "threshold": self.threshold(), **counts}
+
+    def _load_query(self, query: Query) -> tuple[np.ndarray, str, str]:
+        if isinstance(query, np.ndarray):
+            return query, "", "query image"
+        if isinstance(query, bytes):
+            return decode_image(query, self.settings.max_pixels), content_hash(query), "upload"
+        path = Path(query)
+        data = read_bytes(path, self.settings.max_file_bytes)
+        return decode_image(data, self.settings.max_pixels), content_hash(data), str(path)
+
+
+def connect(db: str | None = None, **settings: object) -> RevSearch:
+    """Open (creating if needed) the index at `db`: a `.db` path or a Milvus server URI."""
+    return RevSearch(load_settings(db=db, **settings))
+
+
+def index(paths: Sequence[str | os.PathLike], db: str | None = None, *, labels: str = "auto",
+          sync: bool = False, **settings: object) -> IngestReport:
+    """Open the index, add `paths` to it (see `RevSearch.index`), close it."""
+    with connect(db, **settings) as rs:
+        return rs.index(paths, labels=labels, sync=sync)
+
+
+def search(query: Query, db: str | None = None, k: int = 10, *, face: int | None = None,
+           all_faces: bool = False, **settings: object) -> list[SearchResult]:
+    """Open the index, search it (see `RevSearch.search`), close it."""
+    with connect(db, **settings) as rs:
+        return rs.search(query, k, face=face, all_faces=all_faces)
+
+
+__all__ = ["RevSearch", "RevsearchError", "connect", "index", "search"]

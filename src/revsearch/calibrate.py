@@ -1,0 +1,148 @@
+"""Match / no-match threshold calibration on LFW's development split.
+
+The threshold is the cosine similarity at which a stated false-accept rate (FAR) is
+reached on *impostor* pairs: every pair of different people among the images of
+`pairsDevTrain.txt` (millions of pairs, so a FAR of 1e-3 or 1e-4 is estimated from
+thousands of errors, not from one or two of the file's 1,100 listed negatives).
+`pairsDevTest.txt` then checks it on held-out people. The result is written as JSON
+beside the model (`revsearch/calibration/<key>.json`) and read at search time.
+
+A threshold answers a verification question ("same person?") for one comparison.
+Searching a gallery of N other people compares the query with all of them, so expect
+about FAR x N false matches per query: choose the FAR with the gallery size in mind.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import Settings
+from .datasets import Pair, lfw_image, read_pairs
+from .media import load_image
+from .pipeline import FacePipeline, central_face
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TARGET_FAR = 1e-3
+
+
+@dataclass
+class Calibration:
+    key: str
+    threshold: float
+    target_far: float
+    model_sha256: str
+    detector: str
+    train: dict
+    test: dict
+    command: str
+    created: str
+
+
+def threshold_at_far(impostor: np.ndarray, far: float) -> float:
+    """The smallest threshold t with (impostor scores >= t) / n <= far."""
+    scores = np.sort(np.asarray(impostor, dtype=np.float64))[::-1]
+    if len(scores) == 0:
+        raise ValueError("no impostor scores")
+    allowed = int(np.floor(far * len(scores)))
+    if allowed >= len(scores):
+        return float(scores[-1])
+    # Accepting >= t admits exactly `allowed` scores when t sits just above the next one.
+    return float(np.nextafter(scores[allowed], np.inf))
+
+
+def rates(genuine: np.ndarray, impostor: np.ndarray, threshold: float) -> dict:
+    # float64: numpy would cast the threshold down to float32 scores and round it away.
+    genuine = np.asarray(genuine, dtype=np.float64)
+    impostor = np.asarray(impostor, dtype=np.float64)
+    return {
+        "tar": float((genuine >= threshold).mean()) if len(genuine) else float("nan"),
+        "far": float((impostor >= threshold).mean()) if len(impostor) else float("nan"),
+        "n_genuine": len(genuine),
+        "n_impostor": len(impostor),
+    }
+
+
+def _embed_images(pipeline: FacePipeline, paths: list[Path]) -> dict[Path, np.ndarray]:
+    vectors = {}
+    for path in paths:
+        image = load_image(path)
+        faces = pipeline.detect(image)
+        idx = central_face(faces, image.shape)
+        if idx is None:
+            continue
+        vectors[path] = pipeline.embedder.embed(image, [faces[idx]])[0]
+    return vectors
+
+
+def pair_scores(pipeline: FacePipeline, lfw_root: Path, pairs: list[Pair]) -> dict:
+    """Genuine scores of the listed same pairs, impostor scores of all cross-identity pairs
+    of the listed images, and how many images had no face (their pairs are dropped)."""
+    images = lfw_root / "lfw-deepfunneled"
+    paths = sorted({lfw_image(images, p.name1, p.num1) for p in pairs}
+                   | {lfw_image(images, p.name2, p.num2) for p in pairs})
+    vectors = _embed_images(pipeline, paths)
+    genuine = [float(vectors[a] @ vectors[b]) for p in pairs if p.same
+               for a, b in [(lfw_image(images, p.name1, p.num1),
+                             lfw_image(images, p.name2, p.num2))]
+               if a in vectors and b in vectors]
+    kept = sorted(vectors)
+    matrix = np.stack([vectors[p] for p in kept])
+    names = np.array([p.parent.name for p in kept])
+    sims = matrix @ matrix.T
+    upper = np.triu(np.ones_like(sims, dtype=bool), k=1)
+    impostor = sims[upper & (names[:, None] != names[None, :])]
+    return {"genuine": np.array(genuine), "impostor": impostor,
+            "images": len(paths), "no_face": len(paths) - len(vectors)}
+
+
+def calibrate(settings: Settings, lfw_root: Path, target_far: float = DEFAULT_TARGET_FAR,
+              command: str = "") -> Calibration:
+    """Fit the threshold on pairsDevTrain at `target_far`; report it on pairsDevTest."""
+    from .models import MODEL_FILES, sha256_file
+
+    pipeline = FacePipeline(settings, threads=max(1, settings.workers))
+    train = pair_scores(pipeline, lfw_root, read_pairs(lfw_root / "pairsDevTrain.txt")[0])
+    threshold = threshold_at_far(train["impostor"], target_far)
+    test = pair_scores(pipeline, lfw_root, read_pairs(lfw_root / "pairsDevTest.txt")[0])
+    if settings.embedder == "onnx":
+        sha = sha256_file(Path(settings.model_path))
+    else:
+        sha = MODEL_FILES["sface" if settings.embedder == "sface" else "dlib_resnet"].sha256
+
+    def summary(scores: dict) -> dict:
+        return {**rates(scores["genuine"], scores["impostor"], threshold),
+                "images": scores["images"], "no_face": scores["no_face"]}
+
+    return Calibration(
+        key=settings.pipeline_key, threshold=threshold, target_far=target_far,
+        model_sha256=sha, detector=settings.detector, train=summary(train),
+        test=summary(test), command=command, created=time.strftime("%Y-%m-%d"),
+    )
+
+
+def save(calibration: Calibration, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{calibration.key}.json"
+    path.write_text(json.dumps(asdict(calibration), indent=2) + "\n")
+    return path
+
+
+def packaged_dir() -> Path:
+    return Path(str(importlib.resources.files("revsearch").joinpath("calibration")))
+
+
+def load(key: str, home: Path) -> Calibration | None:
+    """The user's calibration for `key` if any, else the one shipped with the package."""
+    for directory in (home / "calibration", packaged_dir()):
+        path = directory / f"{key}.json"
+        if path.is_file():
+            return Calibration(**json.loads(path.read_text()))
+    return None

@@ -1,0 +1,174 @@
+"""`revsearch` command line: a thin map from subcommands to the functions of `api`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from . import api
+from .errors import RevsearchError
+from .ingest import LABEL_MODES
+
+
+def _common() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("settings (also REVSEARCH_<NAME> environment variables)")
+    g.add_argument("--db", help="Milvus Lite file (*.db) or server URI http://host:19530")
+    g.add_argument("--home", help="data directory (default ~/.local/share/revsearch)")
+    g.add_argument("--detector", choices=["yunet", "dlib"])
+    g.add_argument("--embedder", choices=["sface", "dlib", "onnx"])
+    g.add_argument("--flip", action="store_true", default=None,
+                   help="flip test-time augmentation (2x embedding cost)")
+    g.add_argument("--model-path", help="ArcFace-style ONNX file for --embedder onnx")
+    g.add_argument("--model-sha256", help="expected SHA-256 of --model-path")
+    g.add_argument("--threshold", type=float, help="match threshold (default: calibrated)")
+    g.add_argument("--workers", type=int, help="worker processes for ingest (default: cores)")
+    g.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    names = ("db", "home", "detector", "embedder", "flip", "model_path", "model_sha256",
+             "threshold", "workers")
+    return {n: getattr(args, n) for n in names}
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.no_progress:
+        settings["progress"] = False
+    with api.connect(**settings) as rs:
+        report = rs.index(args.paths, labels=args.labels, sync=args.sync, report=args.report)
+    if args.json:
+        print(json.dumps(asdict(report), indent=2))
+    else:
+        print(report.summary())
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    with api.connect(**_settings(args)) as rs:
+        results = rs.search(args.query, args.k, face=args.face, all_faces=args.all_faces,
+                            include_query=args.include_query)
+    if args.json:
+        print(json.dumps([asdict(r) for r in results], indent=2))
+        return 0
+    for result in results:
+        f = result.face
+        threshold = "none" if result.threshold is None else f"{result.threshold:.3f}"
+        print(f"query {result.query} face {f.index} box {f.box} (match threshold {threshold})")
+        for h in result.hits:
+            verdict = {True: "match", False: "no match", None: "?"}[h.match]
+            label = f"  [{h.label}]" if h.label else ""
+            print(f"{h.rank:3d}  {h.similarity:6.3f}  {verdict:8s}  {h.path}  "
+                  f"face {h.face_index} box {[round(v) for v in h.box]}{label}")
+    return 0
+
+
+def cmd_faces(args: argparse.Namespace) -> int:
+    with api.connect(**_settings(args)) as rs:
+        faces = rs.faces(args.query)
+    if args.json:
+        print(json.dumps([asdict(f) for f in faces], indent=2))
+    elif not faces:
+        print(f"no face found in {args.query}")
+    for f in [] if args.json else faces:
+        mark = "  (default person of interest: largest)" if f.default else ""
+        print(f"face {f.index}: box x={f.box[0]} y={f.box[1]} w={f.box[2]} h={f.box[3]} "
+              f"score {f.score:.3f}{mark}")
+    return 0 if faces else 5
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    with api.connect(**_settings(args)) as rs:
+        stats = rs.stats()
+    print(json.dumps(stats, indent=2) if args.json else
+          "\n".join(f"{k}: {v}" for k, v in stats.items()))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from . import calibrate
+    from .config import load_settings
+    from .datasets import default_lfw_root
+
+    settings = load_settings(**_settings(args))
+    lfw = Path(args.lfw) if args.lfw else default_lfw_root()
+    command = "revsearch calibrate " + " ".join(sys.argv[2:])
+    result = calibrate.calibrate(settings, lfw, args.far, command=command.strip())
+    out = Path(args.out) if args.out else (
+        calibrate.packaged_dir() if args.package else settings.home / "calibration")
+    path = calibrate.save(result, out)
+    print(json.dumps(asdict(result), indent=2))
+    print(f"written to {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="revsearch", description="Reverse visual search of people in photos.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("index", parents=[common], help="add images under folders to the index")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--labels", choices=LABEL_MODES, default="auto",
+                   help="identity labels: auto (LFW layout), parent (folder name), none")
+    p.add_argument("--sync", action="store_true",
+                   help="also remove indexed files under PATHS that no longer exist")
+    p.add_argument("--report", help="where to write the JSONL report (default under --home)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("search", parents=[common], help="find images of the person in QUERY")
+    p.add_argument("query")
+    p.add_argument("-k", type=int, default=10, help="number of images to return")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--face", type=int, help="search for face I (see `revsearch faces`)")
+    g.add_argument("--all-faces", action="store_true", help="search for every face")
+    p.add_argument("--include-query", action="store_true",
+                   help="keep the query file itself in the results if it is indexed")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("faces", parents=[common], help="list the faces found in an image")
+    p.add_argument("query")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_faces)
+
+    p = sub.add_parser("stats", parents=[common], help="what the index holds")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("calibrate", parents=[common],
+                       help="fit the match threshold on LFW pairsDevTrain")
+    p.add_argument("--lfw", help="LFW folder with lfw-deepfunneled/ and pairs files")
+    p.add_argument("--far", type=float, default=1e-3, help="target false-accept rate")
+    p.add_argument("--out", help="directory for <pipeline>.json (default: HOME/calibration)")
+    p.add_argument("--package", action="store_true",
+                   help="write into the installed package (maintainers)")
+    p.set_defaults(func=cmd_calibrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except RevsearchError as exc:
+        print(f"revsearch: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("revsearch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,341 @@
+"""Ingest: reader -> mapper -> writer.
+
+- reader (`scan`): walks the folders, tells media from other files by content, and
+  compares each file with what the index holds (size and mtime first, then the content
+  hash), so unchanged files cost one `stat`.
+- mapper (`analyze_file`): decode, detect every face, align, embed. Runs in worker
+  processes (one per core), each with its own models and one inference thread.
+- writer (`Writer`): batches rows into the store; the image marker goes in after its
+  faces, which is what makes a killed ingest resumable (see `store.FaceCollection.write`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .config import Settings
+from .errors import MediaError
+from .media import content_hash, decode_image, read_bytes, sniff, walk
+from .pipeline import FacePipeline, central_face
+from .store import FaceCollection, FaceRow, ImageRow, face_id_for, image_id_for
+
+log = logging.getLogger(__name__)
+
+LABEL_MODES = ("auto", "parent", "none")
+
+
+@dataclass(frozen=True)
+class Task:
+    path: str
+    label: str
+
+
+@dataclass
+class Problem:
+    path: str
+    reason: str
+
+
+@dataclass
+class Outcome:
+    """What the mapper made of one file: rows to write, or the problem."""
+
+    path: str
+    image: ImageRow | None = None
+    faces: list[FaceRow] = field(default_factory=list)
+    problem: Problem | None = None
+
+
+@dataclass
+class Plan:
+    todo: list[Task]
+    unchanged: int
+    touched: list[ImageRow]
+    removed: list[str]
+    problems: list[Problem]
+
+
+@dataclass
+class IngestReport:
+    """The result of an ingest; `problems` lists every file that was not indexed."""
+
+    scanned: int = 0
+    indexed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    faces: int = 0
+    no_face: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    seconds: float = 0.0
+    log_path: str = ""
+
+    def summary(self) -> str:
+        rate = self.indexed / self.seconds if self.seconds > 0 else 0.0
+        lines = [
+            f"scanned {self.scanned} files: indexed {self.indexed} ({self.faces} faces, "
+            f"{self.no_face} with no face), unchanged {self.unchanged}, removed {self.removed}, "
+            f"problems {len(self.problems)}; {self.seconds:.1f} s ({rate:.1f} images/s)"
+        ]
+        lines += [f"  skipped {p.path}: {p.reason}" for p in self.problems[:50]]
+        if len(self.problems) > 50:
+            lines.append(f"  ... and {len(self.problems) - 50} more")
+        if self.log_path:
+            lines.append(f"report: {self.log_path}")
+        return "\n".join(lines)
+
+
+# -- reader ----------------------------------------------------------------------------
+def label_for(path: Path, mode: str) -> str:
+    """The identity label a dataset's layout gives a file.
+
+    'auto' follows LFW's convention (`Name/Name_0001.jpg`): the folder names the person
+    when the file name starts with it. 'parent' always uses the folder name.
+    """
+    if mode == "none":
+        return ""
+    parent = path.parent.name
+    if mode == "parent":
+        return parent
+    if mode == "auto":
+        return parent if parent and path.stem.startswith(parent + "_") else ""
+    raise ValueError(f"unknown label mode {mode!r}; choose from {LABEL_MODES}")
+
+
+def _under(path: str, roots: Sequence[Path]) -> bool:
+    p = Path(path)
+    return any(p == r or r in p.parents for r in roots)
+
+
+def scan(paths: Iterable[str | os.PathLike], known: dict[str, dict], *, labels: str = "auto",
+         sync: bool = False, max_bytes: int = 200 * 1024 * 1024) -> Plan:
+    """Decide, for every file under `paths`, whether it needs (re)processing."""
+    roots = [Path(p).expanduser().resolve() for p in paths]
+    plan = Plan(todo=[], unchanged=0, touched=[], removed=[], problems=[])
+    seen: set[str] = set()
+    for file in walk(roots):
+        path = str(file.resolve()) if not file.is_symlink() else str(file.absolute())
+        seen.add(path)
+        try:
+            stat = file.stat()
+            with open(file, "rb") as fh:
+                head = fh.read(16)
+        except OSError as exc:
+            plan.problems.append(Problem(path, f"cannot read file: {exc.strerror or exc}"))
+            continue
+        kind = sniff(head) if head else "image"  # empty files are reported by the mapper
+        if kind is None:
+            reason = "not an image (unrecognised content)"
+            plan.problems.append(Problem(path, f"{reason}, extension {file.suffix or 'none'}"))
+            continue
+        if kind == "video":
+            plan.problems.append(Problem(path, "video files are not indexed by this version"))
+            continue
+        row = known.get(path)
+        if row and row["size"] == stat.st_size and row["mtime_ns"] == stat.st_mtime_ns:
+            plan.unchanged += 1
+            continue
+        if row and 0 < stat.st_size <= max_bytes:
+            try:
+                digest = content_hash(file.read_bytes())
+            except OSError:
+                digest = ""
+            if digest == row["content_hash"]:
+                plan.unchanged += 1
+                plan.touched.append(ImageRow(
+                    image_id=row["image_id"], path=path, content_hash=digest,
+                    size=stat.st_size, mtime_ns=stat.st_mtime_ns, width=row.get("width", 0),
+                    height=row.get("height", 0), n_faces=row["n_faces"], label=row["label"]))
+                continue
+        plan.todo.append(Task(path, label_for(file, labels)))
+    if sync:
+        plan.removed = [p for p in known if p not in seen and _under(p, roots)]
+    return plan
+
+
+# -- mapper ----------------------------------------------------------------------------
+_worker_pipeline: FacePipeline | None = None
+
+
+def _init_worker(settings: Settings) -> None:
+    global _worker_pipeline
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _worker_pipeline = FacePipeline(settings, threads=1)
+
+
+def _analyze_in_worker(task: Task) -> Outcome:
+    assert _worker_pipeline is not None, "worker not initialised"
+    return analyze_file(task, _worker_pipeline)
+
+
+def analyze_file(task: Task, pipeline: FacePipeline) -> Outcome:
+    """Decode one file and turn it into rows; every failure becomes a Problem."""
+    settings = pipeline.settings
+    path = Path(task.path)
+    try:
+        stat = path.stat()
+        data = read_bytes(path, settings.max_file_bytes)
+        image = decode_image(data, settings.max_pixels)
+    except MediaError as exc:
+        return Outcome(task.path, problem=Problem(task.path, str(exc)))
+    except OSError as exc:
+        return Outcome(task.path, problem=Problem(task.path, f"cannot read file: {exc}"))
+    try:
+        found = pipeline.analyze(image)
+    except Exception as exc:  # a model failure on one odd image must not stop the ingest
+        log.exception("analysis failed for %s", task.path)
+        return Outcome(task.path, problem=Problem(task.path, f"analysis failed: {exc}"))
+    digest = content_hash(data)
+    image_id = image_id_for(task.path)
+    labelled = central_face([f.face for f in found], image.shape) if task.label else None
+    faces = [
+        FaceRow(
+            face_id=face_id_for(image_id, ef.index), image_id=image_id, path=task.path,
+            content_hash=digest, face_index=ef.index, box=list(ef.face.box),
+            landmarks=ef.face.landmarks.reshape(-1).tolist(), score=ef.face.score,
+            label=task.label if ef.index == labelled else "", embedding=ef.embedding,
+        )
+        for ef in found
+    ]
+    row = ImageRow(image_id=image_id, path=task.path, content_hash=digest, size=stat.st_size,
+                   mtime_ns=stat.st_mtime_ns, width=image.shape[1], height=image.shape[0],
+                   n_faces=len(faces), label=task.label)
+    return Outcome(task.path, image=row, faces=faces)
+
+
+def map_files(tasks: Sequence[Task], settings: Settings) -> Iterable[Outcome]:
+    """Run `analyze_file` over the tasks on `settings.workers` processes, any order.
+
+    A worker that dies (a decoder crash) is replaced; the files it held are retried
+    once each on their own and reported if they kill a worker again.
+    """
+    if settings.workers <= 1 or len(tasks) <= 2:
+        pipeline = FacePipeline(settings, threads=max(1, settings.workers))
+        for task in tasks:
+            yield analyze_file(task, pipeline)
+        return
+    pending = list(reversed(tasks))
+    suspects: list[Task] = []
+    context = multiprocessing.get_context("spawn")  # no fork of gRPC threads
+    while pending or suspects:
+        solo = not pending
+        queue = pending if pending else [suspects.pop()]
+        workers = 1 if solo else min(settings.workers, len(queue))
+        with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                    initargs=(settings,)) as pool:
+            running: dict[cf.Future, Task] = {}
+            try:
+                while queue or running:
+                    while queue and len(running) < workers * 4:
+                        task = queue.pop()
+                        running[pool.submit(_analyze_in_worker, task)] = task
+                    done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                    for future in done:
+                        task = running.pop(future)
+                        yield future.result()
+            except cf.process.BrokenProcessPool:
+                lost = list(running.values())
+                if solo:
+                    yield from (Outcome(t.path, problem=Problem(
+                        t.path, "the decoder crashed on this file")) for t in lost)
+                else:
+                    suspects.extend(lost)
+                    log.warning("a worker died; retrying %d files one by one", len(lost))
+
+
+# -- writer ----------------------------------------------------------------------------
+class Writer:
+    """Buffers outcomes and writes them in batches (fewer, larger database calls)."""
+
+    def __init__(self, collection: FaceCollection, batch_images: int = 64,
+                 max_seconds: float = 2.0) -> None:
+        self.collection = collection
+        self.batch_images = batch_images
+        self.max_seconds = max_seconds
+        self._images: list[ImageRow] = []
+        self._faces: list[FaceRow] = []
+        self._since = time.monotonic()
+
+    def add(self, outcome: Outcome) -> None:
+        if outcome.image is None:
+            return
+        self._images.append(outcome.image)
+        self._faces.extend(outcome.faces)
+        if (len(self._images) >= self.batch_images
+                or time.monotonic() - self._since > self.max_seconds):
+            self.flush()
+
+    def flush(self) -> None:
+        if self._images:
+            self.collection.write(self._images, self._faces)
+        self._images, self._faces = [], []
+        self._since = time.monotonic()
+
+
+# -- the whole ingest ------------------------------------------------------------------
+def _default_log_path(settings: Settings) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return settings.home / "logs" / f"ingest-{stamp}-{os.getpid()}.jsonl"
+
+
+def _write_log(path: Path, report: IngestReport) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        for p in report.problems:
+            fh.write(json.dumps({"event": "problem", **asdict(p)}) + "\n")
+        summary = {k: v for k, v in asdict(report).items() if k != "problems"}
+        fh.write(json.dumps({"event": "summary", "problems": len(report.problems), **summary})
+                 + "\n")
+
+
+def run_ingest(paths: Sequence[str | os.PathLike], collection: FaceCollection,
+               settings: Settings, *, labels: str = "auto", sync: bool = False,
+               report_path: str | os.PathLike | None = None,
+               on_progress: Callable[[int, int], None] | None = None) -> IngestReport:
+    """Index every image under `paths` into `collection`; see module docstring."""
+    started = time.monotonic()
+    known = {row["path"]: row for row in collection.images()}
+    plan = scan(paths, known, labels=labels, sync=sync, max_bytes=settings.max_file_bytes)
+    report = IngestReport(unchanged=plan.unchanged, problems=list(plan.problems))
+    report.scanned = len(plan.todo) + plan.unchanged + len(plan.problems)
+    collection.touch(plan.touched)
+    if plan.removed:
+        collection.remove([known[p]["image_id"] for p in plan.removed])
+        report.removed = len(plan.removed)
+
+    writer = Writer(collection)
+    bar = _progress_bar(len(plan.todo), settings.progress)
+    try:
+        for done, outcome in enumerate(map_files(plan.todo, settings), start=1):
+            if outcome.problem:
+                report.problems.append(outcome.problem)
+            else:
+                report.indexed += 1
+                report.faces += len(outcome.faces)
+                report.no_face += not outcome.faces
+                writer.add(outcome)
+            bar.update(1)
+            if on_progress:
+                on_progress(done, len(plan.todo))
+        writer.flush()
+    finally:
+        bar.close()
+    report.seconds = time.monotonic() - started
+    log_path = Path(report_path) if report_path else _default_log_path(settings)
+    report.log_path = str(log_path)
+    _write_log(log_path, report)
+    return report
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", disable=not enabled or total == 0,
+                dynamic_ncols=True, smoothing=0.1)

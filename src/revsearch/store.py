@@ -1,0 +1,384 @@
+"""The vector store: faces and indexed-image bookkeeping in Milvus.
+
+`connect(uri)` picks the backend from the URI: a path ending in `.db` is an embedded
+Milvus Lite database (one process at a time), `http(s)://host:port` a Milvus server.
+The same `MilvusClient` code serves both.
+
+Two collections per embedding space (`key`, e.g. `sface`), so vectors of different
+models are never compared:
+
+- `faces_<key>`: one row per face: ids, path, content hash, box, landmarks, score,
+  label and the unit-length embedding (COSINE).
+- `images_<key>`: one row per ingested file, written *after* its faces. It is the
+  commit marker that makes ingest resumable: a file without one is processed again,
+  and its stale or partial face rows are deleted first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DatabaseError, DatabaseLockedError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+MAX_PATH = 4096
+
+
+@dataclass
+class FaceRow:
+    """One stored face."""
+
+    face_id: str
+    image_id: str
+    path: str
+    content_hash: str
+    face_index: int
+    box: list[float]
+    landmarks: list[float]
+    score: float
+    label: str
+    embedding: np.ndarray
+    media_type: str = "image"
+
+
+@dataclass
+class ImageRow:
+    """One ingested file (present even when it holds no face)."""
+
+    image_id: str
+    path: str
+    content_hash: str
+    size: int
+    mtime_ns: int
+    width: int
+    height: int
+    n_faces: int
+    label: str = ""
+    media_type: str = "image"
+
+
+@dataclass
+class FaceHit:
+    """A search hit: the best-matching face of one image."""
+
+    face_id: str
+    image_id: str
+    path: str
+    face_index: int
+    box: list[float]
+    similarity: float
+    label: str
+    extra: dict = field(default_factory=dict)
+
+
+def image_id_for(path: str) -> str:
+    return hashlib.blake2b(path.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def face_id_for(image_id: str, index: int) -> str:
+    return f"{image_id}_{index:04d}"
+
+
+def is_server_uri(uri: str) -> bool:
+    return uri.startswith(("http://", "https://", "tcp://", "grpc://"))
+
+
+def _lite_lock_check(path: Path) -> None:
+    """Fail clearly when another process holds this Milvus Lite database."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    if str(path.resolve()) in server_manager_instance._servers:
+        return  # this process already has it open
+    lock = path / "LOCK"
+    if not lock.exists():
+        return
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except OSError:
+        raise DatabaseLockedError(
+            f"the database {path} is in use by another process (a running `revsearch "
+            f"index` or `serve`?). Milvus Lite allows one process per database: wait for "
+            f"it to finish, or use a Milvus server with --db http://HOST:19530."
+        ) from None
+    finally:
+        os.close(fd)
+
+
+def _quiet_lite_logs() -> None:
+    # Milvus Lite lacks AllocTimestamp; pymilvus's iterator falls back to a client-side
+    # timestamp after grpc logs a traceback and pymilvus a warning. Both are harmless.
+    logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+    logging.getLogger("pymilvus").setLevel(logging.ERROR)
+
+
+class Store:
+    """A Milvus database holding the faces of one or more embedding spaces."""
+
+    def __init__(self, uri: str) -> None:
+        from pymilvus import MilvusClient
+
+        self.uri = uri
+        self.is_lite = not is_server_uri(uri)
+        self._lite_path: Path | None = None
+        if self.is_lite:
+            path = Path(uri).expanduser()
+            if path.suffix != ".db":
+                raise DatabaseError(f"a Milvus Lite database path must end in .db: {uri}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _lite_lock_check(path)
+            self._lite_path = path.resolve()
+            _quiet_lite_logs()
+            uri = str(self._lite_path)
+        try:
+            self.client = MilvusClient(uri=uri)
+        except Exception as exc:
+            if self.is_lite:
+                _lite_lock_check(Path(uri))
+            raise DatabaseError(f"cannot open the database {self.uri}: {exc}") from exc
+        self._ready: set[str] = set()
+
+    # -- lifecycle -----------------------------------------------------------------
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()
+        if self._lite_path is not None:
+            from milvus_lite.server_manager import server_manager_instance
+
+            server_manager_instance.release_server(str(self._lite_path))
+            self._lite_path = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema --------------------------------------------------------------------
+    def faces(self, key: str, dim: int) -> FaceCollection:
+        """The face collection of embedding space `key`, created on first use."""
+        return FaceCollection(self, key, dim)
+
+    def list_spaces(self) -> list[str]:
+        return sorted(n[len("faces_"):] for n in self.client.list_collections()
+                      if n.startswith("faces_"))
+
+
+class FaceCollection:
+    """Faces and images of one embedding space; the only place that speaks Milvus schema."""
+
+    def __init__(self, store: Store, key: str, dim: int) -> None:
+        self.store, self.key, self.dim = store, key, dim
+        self.client = store.client
+        self.faces_name = f"faces_{key}"
+        self.images_name = f"images_{key}"
+        self._ensure()
+
+    def _ensure(self) -> None:
+        client = self.client
+        if client.has_collection(self.faces_name):
+            self._check_dim()
+        else:
+            self._create_faces()
+        if not client.has_collection(self.images_name):
+            self._create_images()
+        for name in (self.faces_name, self.images_name):
+            client.load_collection(name)
+
+    def _check_dim(self) -> None:
+        desc = self.client.describe_collection(self.faces_name)
+        for f in desc.get("fields", []):
+            if f.get("name") == "embedding":
+                dim = int(f.get("params", {}).get("dim", self.dim))
+                if dim != self.dim:
+                    raise DatabaseError(
+                        f"collection {self.faces_name} holds {dim}-d vectors but the "
+                        f"embedder gives {self.dim}-d; use another --db or re-index"
+                    )
+
+    def _create_faces(self) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
+                                            description=json.dumps({"schema": SCHEMA_VERSION}))
+        schema.add_field("face_id", DataType.VARCHAR, is_primary=True, max_length=64)
+        schema.add_field("image_id", DataType.VARCHAR, max_length=32)
+        schema.add_field("path", DataType.VARCHAR, max_length=MAX_PATH)
+        schema.add_field("content_hash", DataType.VARCHAR, max_length=32)
+        schema.add_field("media_type", DataType.VARCHAR, max_length=16)
+        schema.add_field("face_index", DataType.INT32)
+        schema.add_field("box", DataType.ARRAY, element_type=DataType.FLOAT, max_capacity=4)
+        schema.add_field("landmarks", DataType.ARRAY, element_type=DataType.FLOAT,
+                         max_capacity=10)
+        schema.add_field("score", DataType.FLOAT)
+        schema.add_field("label", DataType.VARCHAR, max_length=512)
+        schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.dim)
+        index = self.client.prepare_index_params()
+        index.add_index(field_name="embedding", metric_type="COSINE", **self._vector_index())
+        index.add_index(field_name="image_id", index_type="INVERTED")
+        self.client.create_collection(self.faces_name, schema=schema, index_params=index,
+                                      consistency_level="Strong")
+
+    def _vector_index(self) -> dict:
+        # Exact search on Milvus Lite: its HNSW can miss hits under a filter, and at the
+        # sizes Lite is for, brute force over 128-d vectors is a few milliseconds.
+        if self.store.is_lite:
+            return {"index_type": "FLAT"}
+        return {"index_type": "HNSW", "params": {"M": 16, "efConstruction": 200}}
+
+    def _create_images(self) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("image_id", DataType.VARCHAR, is_primary=True, max_length=32)
+        schema.add_field("path", DataType.VARCHAR, max_length=MAX_PATH)
+        schema.add_field("content_hash", DataType.VARCHAR, max_length=32)
+        schema.add_field("media_type", DataType.VARCHAR, max_length=16)
+        schema.add_field("size", DataType.INT64)
+        schema.add_field("mtime_ns", DataType.INT64)
+        schema.add_field("width", DataType.INT32)
+        schema.add_field("height", DataType.INT32)
+        schema.add_field("n_faces", DataType.INT32)
+        schema.add_field("label", DataType.VARCHAR, max_length=512)
+        # Milvus requires a vector field in every collection; this one carries nothing.
+        schema.add_field("unused", DataType.FLOAT_VECTOR, dim=2)
+        index = self.client.prepare_index_params()
+        index.add_index(field_name="unused", index_type="FLAT", metric_type="L2")
+        self.client.create_collection(self.images_name, schema=schema, index_params=index,
+                                      consistency_level="Strong")
+
+    # -- writes --------------------------------------------------------------------
+    def write(self, images: Sequence[ImageRow], faces: Sequence[FaceRow]) -> None:
+        """Replace the faces of these images, then mark the images as indexed.
+
+        The order makes a killed write harmless: an image row exists only once all of
+        its faces do, and a re-run deletes leftovers of an unmarked image first.
+        """
+        if not images:
+            return
+        self._delete_faces([im.image_id for im in images])
+        if faces:
+            self.client.insert(self.faces_name, [self._face_dict(f) for f in faces])
+        self.client.upsert(self.images_name, [self._image_dict(im) for im in images])
+
+    def touch(self, images: Sequence[ImageRow]) -> None:
+        """Record a new size/mtime for files whose content did not change."""
+        if images:
+            self.client.upsert(self.images_name, [self._image_dict(im) for im in images])
+
+    def remove(self, image_ids: Sequence[str]) -> None:
+        """Forget these images and their faces (marker first: a half-done removal is
+        finished by the next `--sync`, never leaves faces of a file marked as gone)."""
+        for chunk in _chunks(list(image_ids), 500):
+            self.client.delete(self.images_name, filter=_in_filter("image_id", chunk))
+            self.client.delete(self.faces_name, filter=_in_filter("image_id", chunk))
+
+    def _delete_faces(self, image_ids: Sequence[str]) -> None:
+        for chunk in _chunks(list(image_ids), 500):
+            self.client.delete(self.faces_name, filter=_in_filter("image_id", chunk))
+
+    @staticmethod
+    def _face_dict(f: FaceRow) -> dict:
+        return {
+            "face_id": f.face_id, "image_id": f.image_id, "path": f.path,
+            "content_hash": f.content_hash, "media_type": f.media_type,
+            "face_index": int(f.face_index), "box": [float(v) for v in f.box],
+            "landmarks": [float(v) for v in f.landmarks], "score": float(f.score),
+            "label": f.label, "embedding": np.asarray(f.embedding, dtype=np.float32).tolist(),
+        }
+
+    @staticmethod
+    def _image_dict(im: ImageRow) -> dict:
+        return {
+            "image_id": im.image_id, "path": im.path, "content_hash": im.content_hash,
+            "media_type": im.media_type, "size": int(im.size), "mtime_ns": int(im.mtime_ns),
+            "width": int(im.width), "height": int(im.height), "n_faces": int(im.n_faces),
+            "label": im.label, "unused": [0.0, 0.0],
+        }
+
+    # -- reads ---------------------------------------------------------------------
+    def images(self) -> Iterator[dict]:
+        """Every image row (without the unused vector)."""
+        fields = ["image_id", "path", "content_hash", "size", "mtime_ns", "n_faces", "label"]
+        yield from self._iterate(self.images_name, fields)
+
+    def all_faces(self, with_embeddings: bool = False) -> Iterator[dict]:
+        fields = ["face_id", "image_id", "path", "content_hash", "face_index", "box",
+                  "landmarks", "score", "label", "media_type"]
+        if with_embeddings:
+            fields.append("embedding")
+        yield from self._iterate(self.faces_name, fields)
+
+    def _iterate(self, collection: str, fields: list[str]) -> Iterator[dict]:
+        iterator = self.client.query_iterator(collection, batch_size=2000, output_fields=fields)
+        try:
+            while batch := iterator.next():
+                yield from batch
+        finally:
+            iterator.close()
+
+    def get_image(self, image_id: str) -> dict | None:
+        rows = self.client.get(self.images_name, ids=[image_id],
+                               output_fields=["image_id", "path", "content_hash", "n_faces",
+                                              "label", "width", "height"])
+        return dict(rows[0]) if rows else None
+
+    def count(self) -> dict[str, int]:
+        faces = self.client.query(self.faces_name, filter="", output_fields=["count(*)"])
+        images = self.client.query(self.images_name, filter="", output_fields=["count(*)"])
+        return {"faces": int(faces[0]["count(*)"]), "images": int(images[0]["count(*)"])}
+
+    def search(self, vectors: np.ndarray, k: int, exclude_hash: str = "",
+               per_image: bool = True) -> list[list[FaceHit]]:
+        """For each query vector, the k best images (their best face each), best first."""
+        params: dict = {"metric_type": "COSINE"}
+        if not self.store.is_lite:
+            params["params"] = {"ef": max(64, 2 * k)}
+        kwargs: dict = {}
+        if per_image:
+            kwargs["group_by_field"] = "image_id"
+        if exclude_hash:
+            kwargs["filter"] = f'content_hash != "{exclude_hash}"'
+        result = self.client.search(
+            self.faces_name, data=[np.asarray(v, dtype=np.float32).tolist() for v in vectors],
+            limit=k, search_params=params,
+            output_fields=["image_id", "path", "face_index", "box", "label"], **kwargs,
+        )
+        return [[self._hit(h) for h in hits] for hits in result]
+
+    @staticmethod
+    def _hit(h: dict) -> FaceHit:
+        e = h["entity"]
+        return FaceHit(
+            face_id=str(h.get("id", h.get("face_id"))), image_id=e["image_id"], path=e["path"],
+            face_index=int(e["face_index"]), box=[float(v) for v in e["box"]],
+            similarity=float(h["distance"]), label=e.get("label", ""),
+        )
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _in_filter(field_name: str, values: Sequence[str]) -> str:
+    # Values are hex digests made here, never user text, so quoting is safe.
+    return f"{field_name} in {json.dumps(list(values))}"
+
+
+def connect(uri: str) -> Store:
+    """Open the database at `uri` (Milvus Lite path ending in .db, or http://host:port)."""
+    return Store(uri)

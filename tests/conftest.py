@@ -1,0 +1,90 @@
+"""Shared fixtures: real LFW data from ../shared/data, a real Milvus Lite per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("REVSEARCH_DATA", ROOT.parent / "shared" / "data"))
+LFW_ROOT = DATA / "lfw"
+LFW = LFW_ROOT / "lfw-deepfunneled"
+
+# A few dozen people: three with many photos, the rest with 2-4 (a realistic mix).
+MANY = {"George_W_Bush": 12, "Colin_Powell": 8, "Tony_Blair": 8}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not LFW.is_dir() and os.environ.get("CI", "").lower() == "true":
+        raise pytest.UsageError(f"CI=true but the LFW data is missing at {LFW}")
+
+
+def require_data() -> None:
+    if not LFW.is_dir():
+        pytest.skip(f"LFW not found at {LFW} (set REVSEARCH_DATA)")
+
+
+def lfw(name: str, num: int) -> Path:
+    return LFW / name / f"{name}_{num:04d}.jpg"
+
+
+def _few_image_people(count: int) -> list[str]:
+    people = sorted(p.name for p in LFW.iterdir() if p.is_dir())
+    chosen = []
+    for name in people[::13]:
+        n = len(list((LFW / name).glob("*.jpg")))
+        if 2 <= n <= 4 and name not in MANY:
+            chosen.append(name)
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+def build_subset(dest: Path, extra_people: int = 30) -> Path:
+    """Copy a fixed LFW subset (about 100 images) into `dest`, LFW layout kept."""
+    require_data()
+    for name, n in MANY.items():
+        (dest / name).mkdir(parents=True, exist_ok=True)
+        for i in range(1, n + 1):
+            shutil.copy2(lfw(name, i), dest / name)
+    for name in _few_image_people(extra_people):
+        shutil.copytree(LFW / name, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def subset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_subset(tmp_path_factory.mktemp("lfw_subset"))
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh REVSEARCH_HOME (and so a fresh default database) for one test."""
+    h = tmp_path / "home"
+    monkeypatch.setenv("REVSEARCH_HOME", str(h))
+    monkeypatch.setenv("REVSEARCH_WORKERS", "2")
+    return h
+
+
+@pytest.fixture(scope="session")
+def indexed(tmp_path_factory: pytest.TempPathFactory, subset_dir: Path) -> dict:
+    """The subset indexed once into its own database; tests open it read-only."""
+    import revsearch
+
+    home = tmp_path_factory.mktemp("indexed_home")
+    db = str(home / "subset.db")
+    with revsearch.connect(db, home=home, workers=2, progress=False) as rs:
+        report = rs.index([subset_dir])
+    return {"db": db, "home": home, "report": report, "dir": subset_dir}
+
+
+def run_cli(*args: str, env: dict | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "revsearch", *args], capture_output=True,
+                          text=True, env=full_env, timeout=timeout)
