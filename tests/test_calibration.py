@@ -62,3 +62,42 @@ def test_shipped_calibration_holds_on_held_out_pairs(key):
     assert measured["n_impostor"] > 10_000
     assert measured["far"] <= 3 * stored["target_far"]
     assert measured["tar"] >= 0.95
+
+
+def _mini_lfw(dest, people=("George_W_Bush", "Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")):
+    """A small LFW-shaped folder with its own dev pairs files (real photos)."""
+    import shutil
+
+    from conftest import LFW, lfw
+
+    same = [(p, 1, 2) for p in people] + [(p, 3, 4) for p in people]
+    diff = [(a, i, b, i + 1) for i in (1, 3) for a in people for b in people if a < b][:8]
+    for name in people:
+        (dest / "lfw-deepfunneled" / name).mkdir(parents=True)
+        for i in (1, 2, 3, 4):
+            shutil.copy2(lfw(name, i), dest / "lfw-deepfunneled" / name)
+    body = [f"{a}\t{i}\t{j}" for a, i, j in same]
+    body += [f"{a}\t{i}\t{b}\t{j}" for a, i, b, j in diff]
+    for fname in ("pairsDevTrain.txt", "pairsDevTest.txt"):
+        (dest / fname).write_text("8\n" + "\n".join(body) + "\n")
+    assert LFW.is_dir()
+    return dest
+
+
+def test_calibrate_command_writes_a_calibration_search_then_uses(tmp_path):
+    require_data()
+    from conftest import lfw, run_cli
+
+    root = _mini_lfw(tmp_path / "lfw")
+    env = {"REVSEARCH_HOME": str(tmp_path / "home"), "REVSEARCH_WORKERS": "2"}
+    out = run_cli("calibrate", "--lfw", str(root), "--far", "0.05", env=env)
+    assert out.returncode == 0, out.stderr
+    written = json.loads((tmp_path / "home" / "calibration" / "sface.json").read_text())
+    assert written["target_far"] == 0.05 and written["train"]["n_genuine"] == 8
+    # All different-person pairs among the 16 images: 16*15/2 - 4*(4*3/2) = 96.
+    assert written["train"]["n_impostor"] == 96
+    assert written["train"]["far"] <= 0.05
+    # The user's calibration now overrides the shipped one.
+    res = run_cli("search", str(lfw("Colin_Powell", 5)), "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)[0]["threshold"] == pytest.approx(written["threshold"])

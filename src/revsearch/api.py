@@ -41,6 +41,7 @@ class RevSearch:
         self.store = Store(settings.db_uri)
         self._pipeline: FacePipeline | None = None
         self._collection: FaceCollection | None = None
+        self._threshold: tuple[float | None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------
     def close(self) -> None:
@@ -104,12 +105,14 @@ class RevSearch:
         """The match threshold: a setting if given, else the stored calibration."""
         if self.settings.threshold is not None:
             return self.settings.threshold
-        found = calibrate.load(self.settings.pipeline_key, self.settings.home)
-        if found is None:
-            log.warning("no calibration for %s: run `revsearch calibrate` or pass --threshold;"
-                        " results carry no match decision", self.settings.pipeline_key)
-            return None
-        return found.threshold
+        if self._threshold is None:
+            found = calibrate.load(self.settings.pipeline_key, self.settings.home)
+            if found is None:
+                log.warning("no calibration for %s: run `revsearch calibrate` or pass "
+                            "--threshold; results carry no match decision",
+                            self.settings.pipeline_key)
+            self._threshold = (found.threshold if found else None,)
+        return self._threshold[0]
 
     def stats(self) -> dict:
         counts = self.collection.count()

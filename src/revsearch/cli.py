@@ -58,6 +58,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(json.dumps([asdict(r) for r in results], indent=2))
         return 0
     for result in results:
+        if not result.hits:
+            print(f"no indexed images to search in {rs.settings.db_uri}: "
+                  f"run `revsearch index FOLDER` first", file=sys.stderr)
         f = result.face
         threshold = "none" if result.threshold is None else f"{result.threshold:.3f}"
         print(f"query {result.query} face {f.index} box {f.box} (match threshold {threshold})")

@@ -121,7 +121,7 @@ def scan(paths: Iterable[str | os.PathLike], known: dict[str, dict], *, labels: 
     plan = Plan(todo=[], unchanged=0, touched=[], removed=[], problems=[])
     seen: set[str] = set()
     for file in walk(roots):
-        path = str(file.resolve()) if not file.is_symlink() else str(file.absolute())
+        path = str(file)  # under a resolved root, so already absolute
         seen.add(path)
         try:
             stat = file.stat()
