@@ -12,7 +12,7 @@ from revsearch import calibrate
 from revsearch.config import load_settings
 from revsearch.datasets import read_pairs
 from revsearch.models import MODEL_FILES
-from revsearch.pipeline import FacePipeline
+from revsearch.pipeline import Pipeline
 
 
 def test_threshold_at_far_hand_computed():
@@ -57,7 +57,7 @@ def test_shipped_calibration_holds_on_held_out_pairs(key):
     settings = load_settings(embedder="sface", workers=2)
     [pairs] = read_pairs(LFW_ROOT / "pairsDevTest.txt")
     sample = pairs[:150] + pairs[500:650]
-    scores = calibrate.pair_scores(FacePipeline(settings, threads=2), LFW_ROOT, sample)
+    scores = calibrate.pair_scores(Pipeline(settings, threads=2), LFW_ROOT, sample)
     measured = calibrate.rates(scores["genuine"], scores["impostor"], stored["threshold"])
     assert measured["n_impostor"] > 10_000
     assert measured["far"] <= 3 * stored["target_far"]

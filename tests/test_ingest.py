@@ -159,6 +159,34 @@ def _ingest_cmd(photos: Path, db: str, home: Path) -> list[str]:
             "--home", str(home), "--workers", "2"]
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _assert_gone(pids: list[int], seconds: float = 10.0) -> None:
+    """Workers of a killed ingest must not linger holding memory."""
+    def running(pid: int) -> bool:
+        try:  # a zombie has exited; only its parent has yet to reap it
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + seconds
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in alive if running(p)]
+    assert not alive, f"orphaned worker processes still running: {alive}"
+
+
 def test_killed_ingest_resumes_to_identical_rows(tmp_path):
     photos = build_subset(tmp_path / "photos", extra_people=20)
     home = tmp_path / "home"
@@ -182,9 +210,12 @@ def test_killed_ingest_resumes_to_identical_rows(tmp_path):
             if counts and int(counts[-1][0]) >= fraction * int(counts[-1][1]):
                 proc.send_signal(signal.SIGKILL)
                 break
+        workers = _children(proc.pid)
         proc.wait(timeout=60)
         if attempt == 0:
             assert proc.returncode == -signal.SIGKILL, "the ingest ended before it was killed"
+            assert workers, "the ingest ran no worker processes"
+        _assert_gone(workers)
     done = subprocess.run([*_ingest_cmd(photos, db, home), "--no-progress"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -252,3 +283,23 @@ def test_scan_detects_changes_without_reading_unchanged_files(tmp_path):
     plan = scan([tmp_path], {})
     assert [Path(t.path).name for t in plan.todo] == ["Tony_Blair_0001.jpg"]
     assert plan.todo[0].label == ""  # folder 'a' does not name the person
+
+
+def test_unguarded_script_can_index_with_workers(tmp_path):
+    """A user script without `if __name__ == "__main__":` must not hang or re-run itself
+    in the worker processes."""
+    require_data()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(1, 7):
+        shutil.copy2(lfw("Colin_Powell", i), photos)
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import revsearch\n"
+        f"report = revsearch.index([{str(photos)!r}], db={str(tmp_path / 'u.db')!r}, "
+        f"home={str(tmp_path / 'home')!r}, workers=2, progress=False)\n"
+        "print('INDEXED', report.indexed)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("INDEXED") == 1 and "INDEXED 6" in out.stdout

@@ -24,7 +24,7 @@ from .config import Settings, load_settings
 from .errors import RevsearchError
 from .ingest import IngestReport, run_ingest
 from .media import content_hash, decode_image, read_bytes
-from .pipeline import FacePipeline
+from .pipeline import Pipeline, space_spec
 from .search import QueryFace, SearchResult, describe_faces, search_faces
 from .store import FaceCollection, Store
 
@@ -39,7 +39,7 @@ class RevSearch:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = Store(settings.db_uri)
-        self._pipeline: FacePipeline | None = None
+        self._pipeline: Pipeline | None = None
         self._collection: FaceCollection | None = None
         self._threshold: tuple[float | None] | None = None
 
@@ -54,20 +54,20 @@ class RevSearch:
         self.close()
 
     @property
-    def pipeline(self) -> FacePipeline:
+    def pipeline(self) -> Pipeline:
         if self._pipeline is None:
-            self._pipeline = FacePipeline(self.settings, threads=max(1, self.settings.workers))
+            self._pipeline = Pipeline(self.settings, threads=max(1, self.settings.workers))
         return self._pipeline
 
     @property
     def collection(self) -> FaceCollection:
         if self._collection is None:
-            self._collection = self.store.faces(self.settings.pipeline_key, self._dim())
+            # The spec avoids loading a model just to open the database for a count.
+            spec = space_spec(self.settings)
+            self._collection = self.store.faces(
+                self.settings.pipeline_key, spec.dim or self.pipeline.dim, spec.metric,
+                spec.index_params, spec.search_ef)
         return self._collection
-
-    def _dim(self) -> int:
-        # Known dims avoid loading a model just to open the database for a count.
-        return {"sface": 128, "dlib": 128}.get(self.settings.embedder) or self.pipeline.dim
 
     # -- verbs ---------------------------------------------------------------------
     def index(self, paths: Sequence[str | os.PathLike], *, labels: str = "auto",
@@ -105,6 +105,8 @@ class RevSearch:
         """The match threshold: a setting if given, else the stored calibration."""
         if self.settings.threshold is not None:
             return self.settings.threshold
+        if self.settings.pipeline == "baseline":
+            return None  # the AWS demo has no notion of a match; neither does its replica
         if self._threshold is None:
             found = calibrate.load(self.settings.pipeline_key, self.settings.home)
             if found is None:
@@ -117,7 +119,9 @@ class RevSearch:
     def stats(self) -> dict:
         counts = self.collection.count()
         return {"db": self.settings.db_uri, "backend": "lite" if self.store.is_lite else "server",
-                "pipeline": self.settings.pipeline_key, "detector": self.settings.detector,
+                "pipeline": self.settings.pipeline_key,
+                "detector": "whole image" if self.settings.pipeline == "baseline"
+                else self.settings.detector,
                 "threshold": self.threshold(), **counts}
 
     def _load_query(self, query: Query) -> tuple[np.ndarray, str, str]:

@@ -26,7 +26,7 @@ import numpy as np
 from .config import Settings
 from .datasets import Pair, lfw_image, read_pairs
 from .media import load_image
-from .pipeline import FacePipeline, central_face
+from .pipeline import Pipeline, central_face
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def rates(genuine: np.ndarray, impostor: np.ndarray, threshold: float) -> dict:
     }
 
 
-def _embed_images(pipeline: FacePipeline, paths: list[Path]) -> dict[Path, np.ndarray]:
+def _embed_images(pipeline: Pipeline, paths: list[Path]) -> dict[Path, np.ndarray]:
     vectors = {}
     for path in paths:
         image = load_image(path)
@@ -82,7 +82,7 @@ def _embed_images(pipeline: FacePipeline, paths: list[Path]) -> dict[Path, np.nd
     return vectors
 
 
-def pair_scores(pipeline: FacePipeline, lfw_root: Path, pairs: list[Pair]) -> dict:
+def pair_scores(pipeline: Pipeline, lfw_root: Path, pairs: list[Pair]) -> dict:
     """Genuine scores of the listed same pairs, impostor scores of all cross-identity pairs
     of the listed images, and how many images had no face (their pairs are dropped)."""
     images = lfw_root / "lfw-deepfunneled"
@@ -108,7 +108,7 @@ def calibrate(settings: Settings, lfw_root: Path, target_far: float = DEFAULT_TA
     """Fit the threshold on pairsDevTrain at `target_far`; report it on pairsDevTest."""
     from .models import MODEL_FILES, sha256_file
 
-    pipeline = FacePipeline(settings, threads=max(1, settings.workers))
+    pipeline = Pipeline(settings, threads=max(1, settings.workers))
     train = pair_scores(pipeline, lfw_root, read_pairs(lfw_root / "pairsDevTrain.txt")[0])
     threshold = threshold_at_far(train["impostor"], target_far)
     test = pair_scores(pipeline, lfw_root, read_pairs(lfw_root / "pairsDevTest.txt")[0])

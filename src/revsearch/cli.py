@@ -19,6 +19,10 @@ def _common() -> argparse.ArgumentParser:
     g = p.add_argument_group("settings (also REVSEARCH_<NAME> environment variables)")
     g.add_argument("--db", help="Milvus Lite file (*.db) or server URI http://host:19530")
     g.add_argument("--home", help="data directory (default ~/.local/share/revsearch)")
+    g.add_argument("--pipeline", choices=["face", "baseline"],
+                   help="face (default) or the AWS-demo whole-image baseline")
+    g.add_argument("--backbone", choices=["efficientnet_lite0", "onnx"],
+                   help="baseline CNN (onnx: --model-path)")
     g.add_argument("--detector", choices=["yunet", "dlib"])
     g.add_argument("--embedder", choices=["sface", "dlib", "onnx"])
     g.add_argument("--flip", action="store_true", default=None,
@@ -32,8 +36,8 @@ def _common() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> dict:
-    names = ("db", "home", "detector", "embedder", "flip", "model_path", "model_sha256",
-             "threshold", "workers")
+    names = ("db", "home", "pipeline", "backbone", "detector", "embedder", "flip",
+             "model_path", "model_sha256", "threshold", "workers")
     return {n: getattr(args, n) for n in names}
 
 
@@ -111,6 +115,40 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from . import evaluate, report
+    from .config import load_settings
+    from .datasets import default_lfw_root
+
+    settings = load_settings(**_settings(args))
+    lfw = Path(args.lfw) if args.lfw else default_lfw_root()
+    out = Path(args.out)
+    command = "revsearch " + " ".join(sys.argv[1:])
+    if args.task == "ann":
+        from . import ann
+
+        gallery = evaluate.build_gallery(lfw / "lfw-deepfunneled", settings,
+                                         _eval_db(settings))
+        result = ann.compare_indexes(gallery.face_vectors, n_queries=args.queries)
+        print(ann.write_report(result, out, command).read_text())
+        return 0
+    runs = [replace(settings, pipeline=p) for p in ("face", "baseline")] if args.compare \
+        else [settings]
+    results = [evaluate.evaluate_lfw(lfw, s, out, _eval_db(s)) for s in runs]
+    path = report.lfw_markdown(out, results, command)
+    if args.compare:
+        for r in results:  # each pipeline's own page too
+            report.lfw_markdown(out, [r], command)
+    print(path.read_text())
+    return 0
+
+
+def _eval_db(settings) -> str:
+    return str(settings.home / "eval" / f"lfw_{settings.pipeline_key}.db")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
     parser = argparse.ArgumentParser(
@@ -156,6 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--package", action="store_true",
                    help="write into the installed package (maintainers)")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("eval", parents=[common], help="measure a pipeline on LFW")
+    p.add_argument("task", choices=["lfw", "ann"],
+                   help="lfw: retrieval + verification; ann: Milvus index types")
+    p.add_argument("--lfw", help="LFW folder with lfw-deepfunneled/ and pairs.txt")
+    p.add_argument("--compare", action="store_true", help="face and baseline side by side")
+    p.add_argument("--out", default="eval-results", help="where to write JSON, MD, PNG")
+    p.add_argument("--queries", type=int, default=500, help="ann: number of queries")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

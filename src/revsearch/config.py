@@ -29,6 +29,10 @@ class Settings:
 
     home: Path = field(default_factory=_default_home)
     db: str = ""
+    # "face": detect, align and embed every face (the product). "baseline": the AWS
+    # demo's whole-image ImageNet CNN, kept for comparison (baseline.py).
+    pipeline: str = "face"
+    backbone: str = "efficientnet_lite0"
     detector: str = "yunet"
     embedder: str = "sface"
     # Flip test-time augmentation: embeds the mirrored face too and averages. About 2x the
@@ -58,6 +62,12 @@ class Settings:
     @property
     def pipeline_key(self) -> str:
         """Names the embedding space: vectors of different keys are never compared."""
+        if self.pipeline == "baseline":
+            if self.backbone == "onnx":
+                return f"baseline_onnx_{(self.model_sha256 or 'unverified')[:12]}"
+            return f"baseline_{self.backbone}"
+        if self.pipeline != "face":
+            raise ValueError(f"unknown pipeline {self.pipeline!r}; choose face or baseline")
         if self.embedder == "onnx":
             digest = (self.model_sha256 or "unverified")[:12]
             key = f"onnx_{digest}"

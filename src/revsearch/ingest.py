@@ -12,24 +12,31 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import json
 import logging
 import multiprocessing
 import os
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .config import Settings
-from .errors import MediaError
+from .errors import MediaError, RevsearchError
 from .media import content_hash, decode_image, read_bytes, sniff, walk
-from .pipeline import FacePipeline, central_face
+from .pipeline import Pipeline, central_face
 from .store import FaceCollection, FaceRow, ImageRow, face_id_for, image_id_for
 
 log = logging.getLogger(__name__)
 
 LABEL_MODES = ("auto", "parent", "none")
+
+
+class IngestError(RevsearchError):
+    """The ingest cannot go on (its workers cannot run)."""
 
 
 @dataclass(frozen=True)
@@ -161,13 +168,31 @@ def scan(paths: Iterable[str | os.PathLike], known: dict[str, dict], *, labels: 
 
 
 # -- mapper ----------------------------------------------------------------------------
-_worker_pipeline: FacePipeline | None = None
+_worker_pipeline: Pipeline | None = None
 
 
 def _init_worker(settings: Settings) -> None:
     global _worker_pipeline
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _worker_pipeline = FacePipeline(settings, threads=1)
+    _exit_with_parent()
+    _worker_pipeline = Pipeline(settings, threads=1)
+
+
+def _exit_with_parent(interval: float = 1.0) -> None:
+    """End this worker when the ingest that started it dies (e.g. kill -9).
+
+    A pool worker never sees EOF on its task queue, because every worker holds both
+    ends of that pipe; without this it would wait forever, holding its models' memory.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _analyze_in_worker(task: Task) -> Outcome:
@@ -175,7 +200,7 @@ def _analyze_in_worker(task: Task) -> Outcome:
     return analyze_file(task, _worker_pipeline)
 
 
-def analyze_file(task: Task, pipeline: FacePipeline) -> Outcome:
+def analyze_file(task: Task, pipeline: Pipeline) -> Outcome:
     """Decode one file and turn it into rows; every failure becomes a Problem."""
     settings = pipeline.settings
     path = Path(task.path)
@@ -217,7 +242,7 @@ def map_files(tasks: Sequence[Task], settings: Settings) -> Iterable[Outcome]:
     once each on their own and reported if they kill a worker again.
     """
     if settings.workers <= 1 or len(tasks) <= 2:
-        pipeline = FacePipeline(settings, threads=max(1, settings.workers))
+        pipeline = Pipeline(settings, threads=max(1, settings.workers))
         for task in tasks:
             yield analyze_file(task, pipeline)
         return
@@ -228,8 +253,10 @@ def map_files(tasks: Sequence[Task], settings: Settings) -> Iterable[Outcome]:
         solo = not pending
         queue = pending if pending else [suspects.pop()]
         workers = 1 if solo else min(settings.workers, len(queue))
-        with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                    initargs=(settings,)) as pool:
+        produced = 0
+        with _main_script_hidden(), cf.ProcessPoolExecutor(
+                workers, mp_context=context, initializer=_init_worker,
+                initargs=(settings,)) as pool:
             running: dict[cf.Future, Task] = {}
             try:
                 while queue or running:
@@ -239,8 +266,14 @@ def map_files(tasks: Sequence[Task], settings: Settings) -> Iterable[Outcome]:
                     done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                     for future in done:
                         task = running.pop(future)
+                        produced += 1
                         yield future.result()
-            except cf.process.BrokenProcessPool:
+            except cf.process.BrokenProcessPool as exc:
+                if not produced and not solo:
+                    raise IngestError(
+                        "the ingest's worker processes died before finishing any file "
+                        "(out of memory? a model that fails to load?); try --workers 1 "
+                        "to see the error") from exc
                 lost = list(running.values())
                 if solo:
                     yield from (Outcome(t.path, problem=Problem(
@@ -248,6 +281,29 @@ def map_files(tasks: Sequence[Task], settings: Settings) -> Iterable[Outcome]:
                 else:
                     suspects.extend(lost)
                     log.warning("a worker died; retrying %d files one by one", len(lost))
+
+
+@contextlib.contextmanager
+def _main_script_hidden():
+    """Keep spawned workers from re-running the caller's script.
+
+    A spawned child re-imports `__main__` from its file unless the script guards itself
+    with `if __name__ == "__main__":`; an unguarded script calling `index()` would open
+    the (locked) database again in every worker. The workers need nothing from
+    `__main__`, so it is hidden while they start.
+    """
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main and k in main.__dict__}
+    try:
+        for key in saved:
+            if key == "__file__":
+                del main.__dict__[key]
+            else:
+                main.__dict__[key] = None
+        yield
+    finally:
+        if main:
+            main.__dict__.update(saved)
 
 
 # -- writer ----------------------------------------------------------------------------
@@ -327,6 +383,7 @@ def run_ingest(paths: Sequence[str | os.PathLike], collection: FaceCollection,
         writer.flush()
     finally:
         bar.close()
+        collection.flush()
     report.seconds = time.monotonic() - started
     log_path = Path(report_path) if report_path else _default_log_path(settings)
     report.log_path = str(log_path)

@@ -1,4 +1,8 @@
-"""Detector + embedder as one unit: a BGR image in, its faces with embeddings out."""
+"""Detector + embedder as one unit: a BGR image in, its faces with embeddings out.
+
+The same unit serves the face pipeline (YuNet/dlib + SFace/dlib/ONNX, cosine) and the
+AWS baseline (whole image + ImageNet CNN, L2), so everything downstream is shared.
+"""
 
 from __future__ import annotations
 
@@ -20,11 +24,19 @@ class EmbeddedFace:
     embedding: np.ndarray
 
 
-class FacePipeline:
+class Pipeline:
     """Builds the detector and embedder named in `settings` and runs them together."""
+
+    metric = "COSINE"
+    index_params: dict | None = None  # None: the store's default for its backend
+    search_ef: int | None = None
 
     def __init__(self, settings: Settings, threads: int = 1) -> None:
         self.settings = settings
+        self.key = settings.pipeline_key
+        if settings.pipeline == "baseline":
+            self._init_baseline(settings, threads)
+            return
         if settings.detector == "yunet":
             self.detector = create_detector("yunet", score_threshold=settings.det_score,
                                             max_side=settings.det_max_side)
@@ -33,8 +45,18 @@ class FacePipeline:
         self.embedder = create_embedder(settings.embedder, flip=settings.flip, threads=threads,
                                         model_path=settings.model_path,
                                         model_sha256=settings.model_sha256)
-        self.key = settings.pipeline_key
         self.dim = self.embedder.dim
+
+    def _init_baseline(self, settings: Settings, threads: int) -> None:
+        from . import baseline
+
+        self.detector = baseline.WholeImageDetector()
+        self.embedder = baseline.ImageNetEmbedder(settings.backbone, settings.model_path,
+                                                  settings.model_sha256, threads=threads)
+        self.dim = self.embedder.dim
+        self.metric = baseline.METRIC
+        self.index_params = baseline.INDEX_PARAMS
+        self.search_ef = baseline.SEARCH_EF
 
     def detect(self, image: np.ndarray) -> list[Face]:
         return self.detector.detect(image)
@@ -43,6 +65,29 @@ class FacePipeline:
         faces = self.detector.detect(image)
         vectors = self.embedder.embed(image, faces)
         return [EmbeddedFace(i, f, v) for i, (f, v) in enumerate(zip(faces, vectors, strict=True))]
+
+
+@dataclass(frozen=True)
+class SpaceSpec:
+    """How an embedding space is stored and searched, known without loading a model."""
+
+    dim: int | None
+    metric: str
+    index_params: dict | None
+    search_ef: int | None
+
+
+_KNOWN_DIMS = {"sface": 128, "dlib": 128, "baseline_efficientnet_lite0": 1280}
+
+
+def space_spec(settings: Settings) -> SpaceSpec:
+    key = settings.pipeline_key.removesuffix("_flip")
+    if settings.pipeline == "baseline":
+        from . import baseline
+
+        return SpaceSpec(_KNOWN_DIMS.get(key), baseline.METRIC, baseline.INDEX_PARAMS,
+                         baseline.SEARCH_EF)
+    return SpaceSpec(_KNOWN_DIMS.get(key), "COSINE", None, None)
 
 
 def central_face(faces: list[Face], shape: tuple[int, ...]) -> int | None:

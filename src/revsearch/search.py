@@ -8,7 +8,7 @@ import numpy as np
 
 from .detect import Face
 from .errors import NoFaceError
-from .pipeline import FacePipeline, largest_face
+from .pipeline import Pipeline, largest_face
 from .store import FaceCollection
 
 
@@ -67,7 +67,7 @@ def select_faces(faces: list[Face], face: int | None = None, all_faces: bool = F
     return [face]
 
 
-def search_faces(collection: FaceCollection, pipeline: FacePipeline, image: np.ndarray, *,
+def search_faces(collection: FaceCollection, pipeline: Pipeline, image: np.ndarray, *,
                  k: int = 10, face: int | None = None, all_faces: bool = False,
                  exclude_hash: str = "", threshold: float | None = None,
                  query_name: str = "query") -> list[SearchResult]:

@@ -168,9 +168,10 @@ class Store:
         self.close()
 
     # -- schema --------------------------------------------------------------------
-    def faces(self, key: str, dim: int) -> FaceCollection:
+    def faces(self, key: str, dim: int, metric: str = "COSINE",
+              index_params: dict | None = None, search_ef: int | None = None) -> FaceCollection:
         """The face collection of embedding space `key`, created on first use."""
-        return FaceCollection(self, key, dim)
+        return FaceCollection(self, key, dim, metric, index_params, search_ef)
 
     def list_spaces(self) -> list[str]:
         return sorted(n[len("faces_"):] for n in self.client.list_collections()
@@ -180,8 +181,10 @@ class Store:
 class FaceCollection:
     """Faces and images of one embedding space; the only place that speaks Milvus schema."""
 
-    def __init__(self, store: Store, key: str, dim: int) -> None:
+    def __init__(self, store: Store, key: str, dim: int, metric: str = "COSINE",
+                 index_params: dict | None = None, search_ef: int | None = None) -> None:
         self.store, self.key, self.dim = store, key, dim
+        self.metric, self.index_params, self.search_ef = metric, index_params, search_ef
         self.client = store.client
         self.faces_name = f"faces_{key}"
         self.images_name = f"images_{key}"
@@ -227,7 +230,8 @@ class FaceCollection:
         schema.add_field("label", DataType.VARCHAR, max_length=512)
         schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.dim)
         index = self.client.prepare_index_params()
-        index.add_index(field_name="embedding", metric_type="COSINE", **self._vector_index())
+        index.add_index(field_name="embedding", metric_type=self.metric,
+                        **(self.index_params or self._vector_index()))
         index.add_index(field_name="image_id", index_type="INVERTED")
         self.client.create_collection(self.faces_name, schema=schema, index_params=index,
                                       consistency_level="Strong")
@@ -287,8 +291,19 @@ class FaceCollection:
             self.client.delete(self.faces_name, filter=_in_filter("image_id", chunk))
 
     def _delete_faces(self, image_ids: Sequence[str]) -> None:
+        # Look first: new images (the common case) have nothing to delete, and every
+        # delete leaves a tombstone that searches must filter until compaction.
         for chunk in _chunks(list(image_ids), 500):
-            self.client.delete(self.faces_name, filter=_in_filter("image_id", chunk))
+            stale = self.client.query(self.faces_name, filter=_in_filter("image_id", chunk),
+                                      output_fields=["face_id"])
+            if stale:
+                self.client.delete(self.faces_name, ids=[r["face_id"] for r in stale])
+
+    def flush(self) -> None:
+        """Seal what was written so searches read few, large segments (Milvus Lite
+        searches each segment in turn: hundreds of small ones cost 10x)."""
+        for name in (self.faces_name, self.images_name):
+            self.client.flush(name)
 
     @staticmethod
     def _face_dict(f: FaceRow) -> dict:
@@ -344,8 +359,10 @@ class FaceCollection:
     def search(self, vectors: np.ndarray, k: int, exclude_hash: str = "",
                per_image: bool = True) -> list[list[FaceHit]]:
         """For each query vector, the k best images (their best face each), best first."""
-        params: dict = {"metric_type": "COSINE"}
-        if not self.store.is_lite:
+        params: dict = {"metric_type": self.metric}
+        if self.search_ef:
+            params["params"] = {"ef": max(self.search_ef, k)}
+        elif not self.store.is_lite:
             params["params"] = {"ef": max(64, 2 * k)}
         kwargs: dict = {}
         if per_image:
@@ -359,13 +376,15 @@ class FaceCollection:
         )
         return [[self._hit(h) for h in hits] for hits in result]
 
-    @staticmethod
-    def _hit(h: dict) -> FaceHit:
+    def _hit(self, h: dict) -> FaceHit:
         e = h["entity"]
+        # Higher is better everywhere: cosine as is; L2 (Milvus gives it squared) negated.
+        score = float(h["distance"])
+        similarity = score if self.metric != "L2" else -float(np.sqrt(max(score, 0.0)))
         return FaceHit(
             face_id=str(h.get("id", h.get("face_id"))), image_id=e["image_id"], path=e["path"],
             face_index=int(e["face_index"]), box=[float(v) for v in e["box"]],
-            similarity=float(h["distance"]), label=e.get("label", ""),
+            similarity=similarity, label=e.get("label", ""),
         )
 
 

@@ -1,0 +1,182 @@
+"""`revsearch eval lfw`: the product's task (retrieval) and LFW's own (verification).
+
+Gallery: every LFW image, indexed by the same ingest as a user's photos (so the numbers
+describe the shipped path), every face kept. An image's score for a query is its best
+face's score. LFW's labelled person is the face nearest the image centre (the face the
+ingest labels); that face is the query and carries the label.
+
+No face found: the image gets one stand-in face at LFW's canonical face position (the
+mean landmarks of all detected labelled faces; deep-funnelled LFW is aligned, so this is
+where the face is), embedded like any other, as gallery face and as query. The count is
+reported. The baseline looks at whole images and never lacks one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics
+from .config import Settings
+from .datasets import read_pairs
+from .detect import Face
+from .ingest import run_ingest
+from .media import load_image
+from .pipeline import Pipeline, space_spec
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Gallery:
+    paths: list[str]  # one per image
+    labels: np.ndarray  # person name per image
+    face_vectors: np.ndarray  # (faces, d), grouped by image in `paths` order
+    face_starts: np.ndarray  # index of each image's first face in face_vectors
+    queries: np.ndarray  # (images, d): the labelled face of each image
+    fallback: np.ndarray  # bool per image: no face was found
+    metric: str
+
+
+def _score(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
+    """(q, n) scores, higher is better: cosine, or negative Euclidean distance."""
+    if metric == "L2":
+        sq = ((queries**2).sum(1)[:, None] + (vectors**2).sum(1)[None, :]
+              - 2.0 * queries @ vectors.T)
+        return -np.sqrt(np.maximum(sq, 0.0))
+    return queries @ vectors.T
+
+
+def build_gallery(images_dir: Path, settings: Settings, db: str) -> Gallery:
+    """Index `images_dir` into `db` (incremental), then read back faces and queries."""
+    spec = space_spec(settings)
+    pipeline = Pipeline(settings, threads=max(1, settings.workers))
+    store = Store(db)
+    try:
+        coll = store.faces(settings.pipeline_key, pipeline.dim, spec.metric,
+                           spec.index_params, spec.search_ef)
+        report = run_ingest([images_dir], coll, settings, labels="auto", sync=True)
+        if report.problems:
+            log.warning("%d LFW files could not be indexed", len(report.problems))
+        faces = list(coll.all_faces(with_embeddings=True))
+        images = {r["path"]: r for r in coll.images()}
+    finally:
+        store.close()
+    by_image: dict[str, list[dict]] = {}
+    for f in faces:
+        by_image.setdefault(f["path"], []).append(f)
+    paths = sorted(images)
+    labelled = [f for f in faces if f["label"]]
+    canonical = (np.mean([np.asarray(f["landmarks"]).reshape(5, 2) for f in labelled], axis=0)
+                 if labelled else None)
+    vectors, starts, queries, fallback = [], [], [], []
+    for path in paths:
+        rows = sorted(by_image.get(path, []), key=lambda r: r["face_index"])
+        starts.append(len(vectors))
+        if rows:
+            vecs = [np.asarray(r["embedding"], np.float32) for r in rows]
+            vectors.extend(vecs)
+            q = next((v for r, v in zip(rows, vecs, strict=True) if r["label"]), vecs[0])
+            queries.append(q)
+            fallback.append(False)
+        else:
+            v = _fallback_vector(pipeline, Path(path), canonical)
+            vectors.append(v)
+            queries.append(v)
+            fallback.append(True)
+    labels = np.array([Path(p).parent.name for p in paths])
+    return Gallery(paths, labels, np.stack(vectors), np.array(starts), np.stack(queries),
+                   np.array(fallback), spec.metric)
+
+
+def _fallback_vector(pipeline: Pipeline, path: Path, landmarks: np.ndarray | None) -> np.ndarray:
+    image = load_image(path)
+    if landmarks is None:
+        raise RuntimeError("no detected face anywhere to derive the canonical position from")
+    xs, ys = landmarks[:, 0], landmarks[:, 1]
+    w, h = (xs.max() - xs.min()) * 2.2, (ys.max() - ys.min()) * 2.2
+    box = (float(xs.mean() - w / 2), float(ys.mean() - h / 2), float(w), float(h))
+    face = Face(box, landmarks.astype(np.float32), 0.0)
+    return pipeline.embedder.embed(image, [face])[0]
+
+
+def retrieval(g: Gallery, chunk: int = 256, max_rank: int = 100,
+              keep_top: int = 5) -> dict:
+    """Every image of a person with 2+ images queries the whole gallery (itself excluded)."""
+    names, counts = np.unique(g.labels, return_counts=True)
+    multi = set(names[counts >= 2])
+    query_idx = np.array([i for i, name in enumerate(g.labels) if name in multi])
+    aps, first, p10, tops = [], [], [], {}
+    for start in range(0, len(query_idx), chunk):
+        idx = query_idx[start:start + chunk]
+        face_scores = _score(g.queries[idx], g.face_vectors, g.metric)
+        image_scores = np.maximum.reduceat(face_scores, g.face_starts, axis=1)
+        image_scores[np.arange(len(idx)), idx] = -np.inf  # the query image itself
+        for row, qi in zip(image_scores, idx, strict=True):
+            relevant = g.labels == g.labels[qi]
+            relevant[qi] = False
+            ranks = metrics.ranks_of_relevant(row, relevant)
+            aps.append(metrics.average_precision(ranks))
+            first.append(ranks[0])
+            p10.append(metrics.precision_at(ranks, 10))
+            tops[int(qi)] = np.argsort(-row, kind="stable")[:keep_top]
+    first_arr = np.array(first)
+    curve = metrics.cmc(first_arr, max_rank)
+    return {
+        "queries": len(query_idx), "gallery_images": len(g.paths),
+        "gallery_faces": len(g.face_vectors), "mAP": float(np.mean(aps)),
+        "rank1": float(curve[0]), "rank5": float(curve[4]), "rank10": float(curve[9]),
+        "precision_at_10": float(np.mean(p10)), "cmc": curve.tolist(),
+        "_first": first_arr, "_query_idx": query_idx, "_tops": tops,
+    }
+
+
+def verification(g: Gallery, pairs_file: Path) -> dict:
+    """The 10-fold protocol on pairs.txt, on the labelled face of each image."""
+    index = {p: i for i, p in enumerate(g.paths)}
+    root = Path(g.paths[0]).parent.parent
+    scores, same, folds = [], [], []
+    for f, fold in enumerate(read_pairs(pairs_file)):
+        for p in fold:
+            a = index[str(root / p.name1 / f"{p.name1}_{p.num1:04d}.jpg")]
+            b = index[str(root / p.name2 / f"{p.name2}_{p.num2:04d}.jpg")]
+            scores.append(float(_score(g.queries[a:a + 1], g.queries[b:b + 1], g.metric)[0, 0]))
+            same.append(p.same)
+            folds.append(f)
+    scores_a, same_a = np.array(scores), np.array(same)
+    acc = metrics.ten_fold_accuracy(scores_a, same_a, np.array(folds))
+    far, tar, _ = metrics.roc(scores_a, same_a)
+    return {
+        "pairs": len(scores), "accuracy": acc["mean"], "accuracy_std": acc["std"],
+        "fold_accuracies": acc["folds"], "auc": metrics.roc_auc(scores_a, same_a),
+        "tar_at_far_1e-3": metrics.tar_at_far(scores_a, same_a, 1e-3)["tar"],
+        "_scores": scores_a, "_same": same_a, "_roc": (far, tar),
+    }
+
+
+def evaluate_lfw(lfw_root: Path, settings: Settings, out_dir: Path, db: str) -> dict:
+    """Run retrieval and verification for one pipeline; write JSON, Markdown, plots."""
+    started = time.monotonic()
+    g = build_gallery(lfw_root / "lfw-deepfunneled", settings, db)
+    ret = retrieval(g)
+    ver = verification(g, lfw_root / "pairs.txt")
+    result = {
+        "pipeline": settings.pipeline_key, "metric": g.metric,
+        "images": len(g.paths), "no_face_images": int(g.fallback.sum()),
+        "retrieval": {k: v for k, v in ret.items() if not k.startswith("_")},
+        "verification": {k: v for k, v in ver.items() if not k.startswith("_")},
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"lfw_{settings.pipeline_key}.json").write_text(json.dumps(result, indent=2))
+    from . import report
+
+    report.lfw_plots(out_dir, settings.pipeline_key, g, ret, ver)
+    report.lfw_markdown(out_dir, [result])
+    return result

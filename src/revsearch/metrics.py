@@ -1,0 +1,94 @@
+"""Retrieval and verification metrics, as plain array-in, number-out functions.
+
+Retrieval: a query's gallery is ranked by score (higher first); an item is relevant when
+it carries the query's identity. Verification: pairs with a score and a same/different
+truth, thresholded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def ranks_of_relevant(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+    """1-based ranks of the relevant items when `scores` is sorted descending (stable)."""
+    order = np.argsort(-scores, kind="stable")
+    return np.flatnonzero(relevant[order]) + 1
+
+
+def average_precision(ranks: np.ndarray) -> float:
+    """AP from the sorted 1-based ranks of all relevant items: mean of precision@rank_i."""
+    if len(ranks) == 0:
+        return float("nan")
+    ranks = np.sort(ranks)
+    return float(np.mean(np.arange(1, len(ranks) + 1) / ranks))
+
+
+def precision_at(ranks: np.ndarray, k: int) -> float:
+    return float(np.sum(ranks <= k) / k)
+
+
+def cmc(first_ranks: np.ndarray, max_rank: int = 100) -> np.ndarray:
+    """Cumulative match characteristic: fraction of queries whose first hit is <= r,
+    for r = 1..max_rank."""
+    first = np.asarray(first_ranks)
+    return np.array([(first <= r).mean() for r in range(1, max_rank + 1)])
+
+
+def roc(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(FAR, TAR, thresholds) for every distinct threshold, strictest first."""
+    scores, same = np.asarray(scores, np.float64), np.asarray(same, bool)
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], same[order]
+    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # end of each tie group
+    tar = np.cumsum(y)[last] / max(y.sum(), 1)
+    far = np.cumsum(~y)[last] / max((~y).sum(), 1)
+    return np.r_[0.0, far], np.r_[0.0, tar], np.r_[np.inf, s[last]]
+
+
+def roc_auc(scores: np.ndarray, same: np.ndarray) -> float:
+    """Area under the ROC curve = P(score of a same pair > score of a different pair),
+    ties counting one half (Mann-Whitney U)."""
+    scores, same = np.asarray(scores, np.float64), np.asarray(same, bool)
+    pos, neg = scores[same], scores[~same]
+    all_scores = np.concatenate([pos, neg])
+    order = np.argsort(all_scores, kind="stable")
+    ranks = np.empty(len(all_scores))
+    sorted_scores = all_scores[order]
+    # average ranks over ties
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    avg = first + (counts + 1) / 2.0
+    ranks[order] = np.repeat(avg, counts)
+    u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2.0
+    return float(u / (len(pos) * len(neg)))
+
+
+def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
+    """The threshold maximising accuracy of `score >= t` (midpoint between neighbours)."""
+    scores, same = np.asarray(scores, np.float64), np.asarray(same, bool)
+    s = np.unique(scores)
+    candidates = np.r_[s[0] - 1e-6, (s[:-1] + s[1:]) / 2.0, s[-1] + 1e-6]
+    accept = scores[None, :] >= candidates[:, None]
+    accuracy = (accept == same[None, :]).mean(axis=1)
+    return float(candidates[int(np.argmax(accuracy))])
+
+
+def ten_fold_accuracy(scores: np.ndarray, same: np.ndarray, folds: np.ndarray) -> dict:
+    """LFW protocol: per fold, the threshold fitted on the other folds, accuracy on it."""
+    scores, same, folds = np.asarray(scores), np.asarray(same, bool), np.asarray(folds)
+    accs, thresholds = [], []
+    for f in np.unique(folds):
+        train, test = folds != f, folds == f
+        t = best_threshold(scores[train], same[train])
+        thresholds.append(t)
+        accs.append(float(((scores[test] >= t) == same[test]).mean()))
+    return {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "folds": accs,
+            "thresholds": thresholds}
+
+
+def tar_at_far(scores: np.ndarray, same: np.ndarray, far: float) -> dict:
+    from .calibrate import rates, threshold_at_far
+
+    scores, same = np.asarray(scores, np.float64), np.asarray(same, bool)
+    t = threshold_at_far(scores[~same], far)
+    return {"threshold": t, **rates(scores[same], scores[~same], t)}
