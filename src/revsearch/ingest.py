@@ -311,8 +311,10 @@ class Writer:
     """Buffers outcomes and writes them in batches (fewer, larger database calls)."""
 
     def __init__(self, collection: FaceCollection, batch_images: int = 64,
-                 max_seconds: float = 2.0) -> None:
+                 max_seconds: float = 2.0, known: set[str] | None = None) -> None:
+        """`known`: image ids that may have face rows already; None means any may."""
         self.collection = collection
+        self.known = known
         self.batch_images = batch_images
         self.max_seconds = max_seconds
         self._images: list[ImageRow] = []
@@ -330,7 +332,9 @@ class Writer:
 
     def flush(self) -> None:
         if self._images:
-            self.collection.write(self._images, self._faces)
+            replace = None if self.known is None else \
+                [im.image_id for im in self._images if im.image_id in self.known]
+            self.collection.write(self._images, self._faces, replace)
         self._images, self._faces = [], []
         self._since = time.monotonic()
 
@@ -358,6 +362,9 @@ def run_ingest(paths: Sequence[str | os.PathLike], collection: FaceCollection,
     """Index every image under `paths` into `collection`; see module docstring."""
     started = time.monotonic()
     known = {row["path"]: row for row in collection.images()}
+    # After a clean run, only re-indexed files can have old face rows; after a killed
+    # one, any file may have partial rows and each batch is checked.
+    clean = collection.consistent(known.values())
     plan = scan(paths, known, labels=labels, sync=sync, max_bytes=settings.max_file_bytes)
     report = IngestReport(unchanged=plan.unchanged, problems=list(plan.problems))
     report.scanned = len(plan.todo) + plan.unchanged + len(plan.problems)
@@ -366,7 +373,7 @@ def run_ingest(paths: Sequence[str | os.PathLike], collection: FaceCollection,
         collection.remove([known[p]["image_id"] for p in plan.removed])
         report.removed = len(plan.removed)
 
-    writer = Writer(collection)
+    writer = Writer(collection, known={r["image_id"] for r in known.values()} if clean else None)
     bar = _progress_bar(len(plan.todo), settings.progress)
     try:
         for done, outcome in enumerate(map_files(plan.todo, settings), start=1):

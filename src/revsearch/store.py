@@ -265,15 +265,17 @@ class FaceCollection:
                                       consistency_level="Strong")
 
     # -- writes --------------------------------------------------------------------
-    def write(self, images: Sequence[ImageRow], faces: Sequence[FaceRow]) -> None:
+    def write(self, images: Sequence[ImageRow], faces: Sequence[FaceRow],
+              replace: Sequence[str] | None = None) -> None:
         """Replace the faces of these images, then mark the images as indexed.
 
         The order makes a killed write harmless: an image row exists only once all of
         its faces do, and a re-run deletes leftovers of an unmarked image first.
+        `replace` names the images that may have face rows already (default: all).
         """
         if not images:
             return
-        self._delete_faces([im.image_id for im in images])
+        self._delete_faces([im.image_id for im in images] if replace is None else replace)
         if faces:
             self.client.insert(self.faces_name, [self._face_dict(f) for f in faces])
         self.client.upsert(self.images_name, [self._image_dict(im) for im in images])
@@ -350,6 +352,10 @@ class FaceCollection:
                                output_fields=["image_id", "path", "content_hash", "n_faces",
                                               "label", "width", "height"])
         return dict(rows[0]) if rows else None
+
+    def consistent(self, images: Iterable[dict]) -> bool:
+        """True when every face row belongs to a marked image (no interrupted write)."""
+        return self.count()["faces"] == sum(int(r["n_faces"]) for r in images)
 
     def count(self) -> dict[str, int]:
         faces = self.client.query(self.faces_name, filter="", output_fields=["count(*)"])
