@@ -118,11 +118,13 @@ def _lite_lock_check(path: Path) -> None:
         os.close(fd)
 
 
-def _quiet_lite_logs() -> None:
-    # Milvus Lite lacks AllocTimestamp; pymilvus's iterator falls back to a client-side
-    # timestamp after grpc logs a traceback and pymilvus a warning. Both are harmless.
-    logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
-    logging.getLogger("pymilvus").setLevel(logging.ERROR)
+def _quiet_known_noise(lite: bool) -> None:
+    # Milvus Lite and servers before 2.5 lack AllocTimestamp: pymilvus's query iterator
+    # then falls back to a client-side timestamp, after grpc (in-process Lite server)
+    # logs a traceback and pymilvus a warning. Both are harmless; silence just those.
+    logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
+    if lite:
+        logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
 
 
 class Store:
@@ -141,15 +143,27 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
             _lite_lock_check(path)
             self._lite_path = path.resolve()
-            _quiet_lite_logs()
             uri = str(self._lite_path)
+        _quiet_known_noise(self.is_lite)
         try:
             self.client = MilvusClient(uri=uri)
         except Exception as exc:
             if self.is_lite:
                 _lite_lock_check(Path(uri))
             raise DatabaseError(f"cannot open the database {self.uri}: {exc}") from exc
-        self._ready: set[str] = set()
+        self.version = self._server_version()
+        # Milvus 2.4 added search grouping and the INVERTED scalar index.
+        self.modern = self.is_lite or self.version >= (2, 4)
+
+    def _server_version(self) -> tuple[int, int]:
+        if self.is_lite:
+            return (99, 0)
+        try:
+            text = str(self.client.get_server_version()).lstrip("v")
+            major, minor = (int(p) for p in text.split(".")[:2])
+            return (major, minor)
+        except Exception:  # unknown: assume an old server, which costs only speed
+            return (2, 0)
 
     # -- lifecycle -----------------------------------------------------------------
     def close(self) -> None:
@@ -232,7 +246,8 @@ class FaceCollection:
         index = self.client.prepare_index_params()
         index.add_index(field_name="embedding", metric_type=self.metric,
                         **(self.index_params or self._vector_index()))
-        index.add_index(field_name="image_id", index_type="INVERTED")
+        if self.store.modern:
+            index.add_index(field_name="image_id", index_type="INVERTED")
         self.client.create_collection(self.faces_name, schema=schema, index_params=index,
                                       consistency_level="Strong")
 
@@ -365,22 +380,40 @@ class FaceCollection:
     def search(self, vectors: np.ndarray, k: int, exclude_hash: str = "",
                per_image: bool = True) -> list[list[FaceHit]]:
         """For each query vector, the k best images (their best face each), best first."""
+        if per_image and not self.store.modern:
+            return [self._search_grouped_client_side(v, k, exclude_hash) for v in vectors]
+        kwargs = {"group_by_field": "image_id"} if per_image else {}
+        result = self._raw_search(vectors, k, exclude_hash, **kwargs)
+        return [[self._hit(h) for h in hits] for hits in result]
+
+    def _raw_search(self, vectors: np.ndarray, limit: int, exclude_hash: str, **kwargs):
         params: dict = {"metric_type": self.metric}
         if self.search_ef:
-            params["params"] = {"ef": max(self.search_ef, k)}
+            params["params"] = {"ef": max(self.search_ef, limit)}
         elif not self.store.is_lite:
-            params["params"] = {"ef": max(64, 2 * k)}
-        kwargs: dict = {}
-        if per_image:
-            kwargs["group_by_field"] = "image_id"
+            params["params"] = {"ef": max(64, 2 * limit)}
         if exclude_hash:
             kwargs["filter"] = f'content_hash != "{exclude_hash}"'
-        result = self.client.search(
+        return self.client.search(
             self.faces_name, data=[np.asarray(v, dtype=np.float32).tolist() for v in vectors],
-            limit=k, search_params=params,
+            limit=limit, search_params=params,
             output_fields=["image_id", "path", "face_index", "box", "label"], **kwargs,
         )
-        return [[self._hit(h) for h in hits] for hits in result]
+
+    def _search_grouped_client_side(self, vector: np.ndarray, k: int,
+                                    exclude_hash: str) -> list[FaceHit]:
+        """Servers before 2.4 cannot group: fetch more faces until k images are found."""
+        limit = max(4 * k, 64)
+        while True:
+            limit = min(limit, 16384)  # Milvus's cap on limit
+            faces = [self._hit(h) for h in self._raw_search(vector[None], limit,
+                                                              exclude_hash)[0]]
+            best: dict[str, FaceHit] = {}
+            for hit in faces:  # best first, so the first face seen per image wins
+                best.setdefault(hit.image_id, hit)
+            if len(best) >= k or len(faces) < limit or limit == 16384:
+                return list(best.values())[:k]
+            limit *= 4
 
     def _hit(self, h: dict) -> FaceHit:
         e = h["entity"]

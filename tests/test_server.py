@@ -1,0 +1,55 @@
+"""The Milvus server path: a real standalone server (PyPI `milvus`) on 127.0.0.1.
+
+Same data, same queries as Milvus Lite: the results must agree.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import lfw
+
+import revsearch
+
+
+@pytest.fixture(scope="module")
+def server_uri(tmp_path_factory):
+    from milvus import MilvusServer  # the `milvus` test dependency: a server binary
+
+    server = MilvusServer()
+    server.set_base_dir(str(tmp_path_factory.mktemp("milvus_server")))
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server.listen_port}"
+    finally:
+        server.stop()
+
+
+def _results(rs, queries, k=8):
+    out = []
+    for q in queries:
+        [r] = rs.search(q, k=k)
+        out.append([(h.path, h.face_index, round(h.similarity, 4), h.match) for h in r.hits])
+    return out
+
+
+def test_server_and_lite_agree(server_uri, indexed, tmp_path):
+    photos = indexed["dir"]
+    queries = [lfw("George_W_Bush", 20), lfw("Colin_Powell", 20), lfw("Tony_Blair", 20),
+               photos / "Colin_Powell" / "Colin_Powell_0002.jpg"]
+    home = tmp_path / "home"
+    with revsearch.connect(server_uri, home=home, workers=2, progress=False) as rs:
+        assert not rs.store.is_lite
+        report = rs.index([photos])
+        assert report.indexed == indexed["report"].indexed and not report.problems
+        assert rs.index([photos]).indexed == 0  # incremental on the server too
+        stats = rs.stats()
+        on_server = _results(rs, queries)
+    with revsearch.connect(indexed["db"], home=indexed["home"]) as rs:
+        lite_stats = rs.stats()
+        on_lite = _results(rs, queries)
+    assert (stats["images"], stats["faces"]) == (lite_stats["images"], lite_stats["faces"])
+    assert stats["backend"] == "server"
+    for server_hits, lite_hits in zip(on_server, on_lite, strict=True):
+        assert [h[:2] for h in server_hits] == [h[:2] for h in lite_hits]
+        for s, lt in zip(server_hits, lite_hits, strict=True):
+            assert s[2] == pytest.approx(lt[2], abs=2e-4) and s[3] == lt[3]
