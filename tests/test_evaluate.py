@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 from conftest import LFW, require_data, run_cli
 
 PEOPLE = ["George_W_Bush", "Colin_Powell", "Tony_Blair", "Donald_Rumsfeld",
@@ -46,6 +47,10 @@ def test_eval_lfw_compare_writes_all_outputs(tmp_path):
     # Six people, five photos each: faces must separate them, whole images barely do.
     assert face["retrieval"]["rank1"] >= 0.95 and face["retrieval"]["mAP"] >= 0.9
     assert face["retrieval"]["mAP"] > base["retrieval"]["mAP"] + 0.2
+    for r in (face, base):
+        ret = r["retrieval"]
+        assert ret["rank1_misses"] == round((1 - ret["rank1"]) * ret["queries"])
+        assert 0 <= ret["rank1_misses_on_unlabelled_face"] <= ret["rank1_misses"]
     table = (out / "lfw_compare.md").read_text()
     assert "| sface |" in table and "| baseline_efficientnet_lite0 |" in table
     for key in ("sface", "baseline_efficientnet_lite0"):
@@ -68,3 +73,23 @@ def test_eval_ann_measures_index_types(tmp_path):
     assert rows[("FLAT", "COSINE")]["recall_at_10"] == 1.0
     assert result["cosine_vs_l2_exact_top10_agreement"] == 1.0
     assert all(np.isfinite(r["p50_ms"]) for r in rows.values())
+
+
+def test_retrieval_on_a_hand_made_gallery():
+    """Three images; P appears labelled in img0 and img1 and as a bystander in img2."""
+    from revsearch.evaluate import Gallery, retrieval
+
+    e = np.eye(4, dtype=np.float32)
+    p1, p2, q, bystander_p = e[0], (e[0] + 0.2 * e[1]), e[2], (e[0] + 0.05 * e[3])
+    p2, bystander_p = p2 / np.linalg.norm(p2), bystander_p / np.linalg.norm(bystander_p)
+    faces = np.stack([p1, p2, q, bystander_p])  # img0: p1; img1: p2; img2: q + bystander
+    g = Gallery(paths=["P/P_1", "P/P_2", "Q/Q_1"], labels=np.array(["P", "P", "Q"]),
+                face_vectors=faces, face_starts=np.array([0, 1, 2]),
+                queries=np.stack([p1, p2, q]), labelled_face=np.array([0, 1, 2]),
+                fallback=np.zeros(3, bool), metric="COSINE")
+    r = retrieval(g, max_rank=2)
+    # Query img0 (P): img2's bystander (0.9988) beats img1 (0.98): a miss on a bystander.
+    # Query img1 (P): img0 first (0.98 > its bystander score 0.97): a hit.
+    assert r["queries"] == 2 and r["rank1"] == 0.5 and r["cmc"] == [0.5, 1.0]
+    assert r["rank1_misses"] == 1 and r["rank1_misses_on_unlabelled_face"] == 1
+    assert r["mAP"] == pytest.approx((0.5 + 1.0) / 2)

@@ -66,8 +66,13 @@ def cmd_search(args: argparse.Namespace) -> int:
             print(f"no indexed images to search in {rs.settings.db_uri}: "
                   f"run `revsearch index FOLDER` first", file=sys.stderr)
         f = result.face
-        threshold = "none" if result.threshold is None else f"{result.threshold:.3f}"
-        print(f"query {result.query} face {f.index} box {f.box} (match threshold {threshold})")
+        if rs.settings.pipeline == "baseline":
+            note = "whole image; score = minus the L2 distance, no match threshold"
+        elif result.threshold is None:
+            note = "cosine similarity; no calibrated threshold"
+        else:
+            note = f"cosine similarity; match threshold {result.threshold:.3f}"
+        print(f"query {result.query} face {f.index} box {f.box} ({note})")
         for h in result.hits:
             verdict = {True: "match", False: "no match", None: "?"}[h.match]
             label = f"  [{h.label}]" if h.label else ""

@@ -108,7 +108,13 @@ def lfw_markdown(out: Path, results: list[dict], command: str = "") -> Path:
     ]
     for r in results:
         k = r["pipeline"]
+        ret = r["retrieval"]
         lines += [f"## {k}", "",
+                  f"Rank-1 misses: {ret['rank1_misses']} of {ret['queries']} queries; in "
+                  f"{ret['rank1_misses_on_unlabelled_face']} of them the top image won "
+                  "through a face that is not its labelled person (LFW labels one person per "
+                  "image; the query's person may be the one in the background). They count "
+                  "as misses above.", "",
                   f"![CMC](lfw_{k}_cmc.png) ![ROC](lfw_{k}_roc.png) ![scores](lfw_{k}_hist.png)",
                   "", "Examples (query in blue, then the top 5; green = same person): "
                   "first three rows rank-1 hits, last three misses.", "",
