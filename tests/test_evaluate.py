@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 from conftest import LFW, require_data, run_cli
+from PIL import Image
 
 PEOPLE = ["George_W_Bush", "Colin_Powell", "Tony_Blair", "Donald_Rumsfeld",
           "Gerhard_Schroeder", "Ariel_Sharon"]
@@ -19,6 +20,11 @@ def _mini_root(dest, per_person=5):
         (images / name).mkdir(parents=True)
         for i in range(1, per_person + 1):
             shutil.copy2(LFW / name / f"{name}_{i:04d}.jpg", images / name)
+    # A "person" whose two photos show no face: the evaluation's documented fallback.
+    (images / "Zz_Wall").mkdir()
+    for i in (1, 2):
+        Image.new("RGB", (250, 250), (90 + 40 * i, 120, 140)).save(
+            images / "Zz_Wall" / f"Zz_Wall_{i:04d}.jpg")
     # 2 folds x (3 same + 3 different) pairs, pairs.txt layout.
     lines = ["2\t3"]
     for f in range(2):
@@ -39,13 +45,15 @@ def test_eval_lfw_compare_writes_all_outputs(tmp_path):
     assert res.returncode == 0, res.stderr
     face = json.loads((out / "lfw_sface.json").read_text())
     base = json.loads((out / "lfw_baseline_efficientnet_lite0.json").read_text())
+    assert (face["no_face_images"], base["no_face_images"]) == (2, 0)
     for r in (face, base):
-        assert r["images"] == 30 and r["retrieval"]["queries"] == 30
+        assert r["images"] == 32 and r["retrieval"]["queries"] == 32
         assert r["verification"]["pairs"] == 12
         assert len(r["retrieval"]["cmc"]) == 100
         assert 0 <= r["retrieval"]["mAP"] <= 1
     # Six people, five photos each: faces must separate them, whole images barely do.
-    assert face["retrieval"]["rank1"] >= 0.95 and face["retrieval"]["mAP"] >= 0.9
+    # (30 of the 32 queries have a face; the two walls can only find each other by luck.)
+    assert face["retrieval"]["rank1"] >= 28 / 32 and face["retrieval"]["mAP"] >= 0.85
     assert face["retrieval"]["mAP"] > base["retrieval"]["mAP"] + 0.2
     for r in (face, base):
         ret = r["retrieval"]
