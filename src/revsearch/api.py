@@ -42,6 +42,7 @@ class RevSearch:
         self._pipeline: Pipeline | None = None
         self._collection: FaceCollection | None = None
         self._threshold: tuple[float | None] | None = None
+        self._checked = False
 
     # -- lifecycle -----------------------------------------------------------------
     def close(self) -> None:
@@ -97,6 +98,9 @@ class RevSearch:
         Raises NoFaceError when the query shows no face.
         """
         image, digest, name = self._load_query(query)
+        if not self._checked:
+            self.collection.check()
+            self._checked = True
         return search_faces(self.collection, self.pipeline, image, k=k, face=face,
                             all_faces=all_faces, exclude_hash="" if include_query else digest,
                             threshold=self.threshold(), query_name=name)

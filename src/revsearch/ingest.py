@@ -365,6 +365,8 @@ def run_ingest(paths: Sequence[str | os.PathLike], collection: FaceCollection,
     # After a clean run, only re-indexed files can have old face rows; after a killed
     # one, any file may have partial rows and each batch is checked.
     clean = collection.consistent(known.values())
+    if not clean:
+        known = _drop_damaged(known, collection)
     plan = scan(paths, known, labels=labels, sync=sync, max_bytes=settings.max_file_bytes)
     report = IngestReport(unchanged=plan.unchanged, problems=list(plan.problems))
     report.scanned = len(plan.todo) + plan.unchanged + len(plan.problems)
@@ -396,6 +398,17 @@ def run_ingest(paths: Sequence[str | os.PathLike], collection: FaceCollection,
     report.log_path = str(log_path)
     _write_log(log_path, report)
     return report
+
+
+def _drop_damaged(known: dict[str, dict], collection: FaceCollection) -> dict[str, dict]:
+    """Forget the markers of images whose face rows do not match them, so this run
+    processes them again (repairs an interrupted write or lost face rows)."""
+    counts = collection.face_counts()
+    damaged = {p for p, r in known.items() if counts.get(r["image_id"], 0) != r["n_faces"]}
+    if damaged:
+        log.warning("%d indexed images have missing or extra face rows; re-indexing them",
+                    len(damaged))
+    return {p: r for p, r in known.items() if p not in damaged}
 
 
 def _progress_bar(total: int, enabled: bool):

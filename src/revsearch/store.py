@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 MAX_PATH = 4096
+RECOVERY = ("Recovery: run `revsearch index` again on the same folders (it re-indexes what "
+            "is missing), or move the database aside and re-index from the images.")
 
 
 @dataclass
@@ -123,8 +125,13 @@ def _quiet_known_noise(lite: bool) -> None:
     # then falls back to a client-side timestamp, after grpc (in-process Lite server)
     # logs a traceback and pymilvus a warning. Both are harmless; silence just those.
     logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
+    # pymilvus logs every failed call with a traceback; `database_errors` re-raises each
+    # one with its message, so the log would only repeat it.
+    logging.getLogger("pymilvus.decorators").setLevel(logging.CRITICAL)
     if lite:
         logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+        # The in-process Lite server logs each failed call with a traceback too.
+        logging.getLogger("milvus_lite.adapter.grpc.servicer").setLevel(logging.CRITICAL)
 
 
 class Store:
@@ -202,7 +209,8 @@ class FaceCollection:
         self.client = store.client
         self.faces_name = f"faces_{key}"
         self.images_name = f"images_{key}"
-        self._ensure()
+        with database_errors(store.uri):
+            self._ensure()
 
     def _ensure(self) -> None:
         client = self.client
@@ -372,6 +380,25 @@ class FaceCollection:
         """True when every face row belongs to a marked image (no interrupted write)."""
         return self.count()["faces"] == sum(int(r["n_faces"]) for r in images)
 
+    def face_counts(self) -> dict[str, int]:
+        """Stored face rows per image id (a full scan: for repairs, not for searches)."""
+        counts: dict[str, int] = {}
+        for row in self._iterate(self.faces_name, ["image_id"]):
+            counts[row["image_id"]] = counts.get(row["image_id"], 0) + 1
+        return counts
+
+    def check(self) -> None:
+        """Cheap guard against answering from a damaged index: every image that has faces
+        needs at least one face row. Raises DatabaseError with the recovery step."""
+        with database_errors(self.store.uri):
+            faces = self.count()["faces"]
+            with_faces = self.client.query(self.images_name, filter="n_faces > 0",
+                                           output_fields=["count(*)"])[0]["count(*)"]
+        if faces < int(with_faces):
+            raise DatabaseError(
+                f"the index in {self.store.uri} is damaged or incomplete: {with_faces} images "
+                f"have faces but only {faces} face rows exist. {RECOVERY}")
+
     def count(self) -> dict[str, int]:
         faces = self.client.query(self.faces_name, filter="", output_fields=["count(*)"])
         images = self.client.query(self.images_name, filter="", output_fields=["count(*)"])
@@ -380,6 +407,11 @@ class FaceCollection:
     def search(self, vectors: np.ndarray, k: int, exclude_hash: str = "",
                per_image: bool = True) -> list[list[FaceHit]]:
         """For each query vector, the k best images (their best face each), best first."""
+        with database_errors(self.store.uri):
+            return self._search(vectors, k, exclude_hash, per_image)
+
+    def _search(self, vectors: np.ndarray, k: int, exclude_hash: str,
+                per_image: bool) -> list[list[FaceHit]]:
         if per_image and not self.store.modern:
             return [self._search_grouped_client_side(v, k, exclude_hash) for v in vectors]
         kwargs = {"group_by_field": "image_id"} if per_image else {}
@@ -425,6 +457,19 @@ class FaceCollection:
             face_index=int(e["face_index"]), box=[float(v) for v in e["box"]],
             similarity=similarity, label=e.get("label", ""),
         )
+
+
+@contextlib.contextmanager
+def database_errors(uri: str) -> Iterator[None]:
+    """Turn the database's own failures (unreadable files, lost server) into one clear
+    DatabaseError that says how to recover."""
+    from pymilvus.exceptions import MilvusException
+
+    try:
+        yield
+    except MilvusException as exc:
+        reason = str(getattr(exc, "message", "") or exc).splitlines()[0][:300]
+        raise DatabaseError(f"the database {uri} failed: {reason}. {RECOVERY}") from exc
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:
