@@ -3,7 +3,7 @@
 The public API is in `revsearch.api` and re-exported here; see its docstring.
 """
 
-from .api import RevSearch, connect, index, search
+from .api import RevSearch, connect, index, migrate, search
 from .errors import (
     DatabaseError,
     DatabaseLockedError,
@@ -29,5 +29,6 @@ __all__ = [
     "SearchResult",
     "connect",
     "index",
+    "migrate",
     "search",
 ]

@@ -138,6 +138,28 @@ class RevSearch:
         return decode_image(data, self.settings.max_pixels), content_hash(data), str(path)
 
 
+def migrate(source: str, target: str, spaces: Sequence[str] | None = None) -> dict[str, dict]:
+    """Copy embedding spaces (all by default) from one database to another, e.g. from a
+    Milvus Lite file to a Milvus server. Rows are upserted, so a re-run after a failure
+    is safe; the copy is checked by counting. Stop ingests into `source` first."""
+    from . import baseline
+    from .errors import DatabaseError
+    from .store import copy_space
+
+    copied: dict[str, dict] = {}
+    with Store(source) as src, Store(target) as dst:
+        for key in spaces or src.list_spaces():
+            s = src.open_space(key)
+            extra = ((baseline.INDEX_PARAMS, baseline.SEARCH_EF) if key.startswith("baseline_")
+                     else (None, None))
+            d = dst.faces(key, s.dim, s.metric, *extra)
+            copied[key] = copy_space(s, d)
+            if d.count() != copied[key]:
+                raise DatabaseError(f"after copying {key}, {target} holds {d.count()} rows, "
+                                    f"not {copied[key]}: it had other rows already?")
+    return copied
+
+
 def connect(db: str | None = None, **settings: object) -> RevSearch:
     """Open (creating if needed) the index at `db`: a `.db` path or a Milvus server URI."""
     return RevSearch(load_settings(db=db, **settings))
@@ -157,4 +179,4 @@ def search(query: Query, db: str | None = None, k: int = 10, *, face: int | None
         return rs.search(query, k, face=face, all_faces=all_faces)
 
 
-__all__ = ["RevSearch", "RevsearchError", "connect", "index", "search"]
+__all__ = ["RevSearch", "RevsearchError", "connect", "index", "migrate", "search"]

@@ -150,6 +150,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    copied = api.migrate(args.source, args.target, args.space or None)
+    for key, counts in copied.items():
+        print(f"{key}: copied {counts['images']} images, {counts['faces']} faces "
+              f"to {args.target}")
+    return 0
+
+
 def _eval_db(settings) -> str:
     return str(settings.home / "eval" / f"lfw_{settings.pipeline_key}.db")
 
@@ -200,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write into the installed package (maintainers)")
     p.set_defaults(func=cmd_calibrate)
 
+    p = sub.add_parser("migrate", help="copy the index to another database (Lite -> server)")
+    p.add_argument("source", help="database to read, e.g. ~/.local/share/revsearch/revsearch.db")
+    p.add_argument("target", help="database to fill, e.g. http://127.0.0.1:19530")
+    p.add_argument("--space", action="append",
+                   help="embedding space to copy (default: all), e.g. sface")
+    p.set_defaults(func=cmd_migrate)
+
     p = sub.add_parser("eval", parents=[common], help="measure a pipeline on LFW")
     p.add_argument("task", choices=["lfw", "ann"],
                    help="lfw: retrieval + verification; ann: Milvus index types")
@@ -213,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)

@@ -198,6 +198,13 @@ class Store:
         return sorted(n[len("faces_"):] for n in self.client.list_collections()
                       if n.startswith("faces_"))
 
+    def open_space(self, key: str) -> FaceCollection:
+        """An existing space, with the dimension and metric it was created with."""
+        desc = self.client.describe_collection(f"faces_{key}")
+        dim = next(int(f["params"]["dim"]) for f in desc["fields"] if f["name"] == "embedding")
+        index = self.client.describe_index(f"faces_{key}", "embedding")
+        return FaceCollection(self, key, dim, index.get("metric_type", "COSINE"))
+
 
 class FaceCollection:
     """Faces and images of one embedding space; the only place that speaks Milvus schema."""
@@ -470,6 +477,27 @@ def database_errors(uri: str) -> Iterator[None]:
     except MilvusException as exc:
         reason = str(getattr(exc, "message", "") or exc).splitlines()[0][:300]
         raise DatabaseError(f"the database {uri} failed: {reason}. {RECOVERY}") from exc
+
+
+def copy_space(src: FaceCollection, dst: FaceCollection, batch: int = 1000) -> dict[str, int]:
+    """Copy every face and image row of one space; images last, as ingest does."""
+    face_rows = [r for r in src.all_faces(with_embeddings=True)]
+    for chunk in _chunks(face_rows, batch):
+        dst.client.upsert(dst.faces_name, [
+            {**{k: r[k] for k in ("face_id", "image_id", "path", "content_hash", "media_type",
+                                  "face_index", "label")},
+             "box": [float(v) for v in r["box"]], "landmarks": [float(v) for v in r["landmarks"]],
+             "score": float(r["score"]),
+             "embedding": np.asarray(r["embedding"], np.float32).tolist()}
+            for r in chunk])
+    fields = ["image_id", "path", "content_hash", "media_type", "size", "mtime_ns", "width",
+              "height", "n_faces", "label"]
+    image_rows = list(src._iterate(src.images_name, fields))
+    for chunk in _chunks(image_rows, batch):
+        dst.client.upsert(dst.images_name, [{**{k: r[k] for k in fields}, "unused": [0.0, 0.0]}
+                                            for r in chunk])
+    dst.flush()
+    return {"faces": len(face_rows), "images": len(image_rows)}
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:
