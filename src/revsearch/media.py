@@ -104,6 +104,8 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow only warns on some truncated files (TIFF) and returns half an image.
+            warnings.filterwarnings("error", message="Truncated File Read")
             img = Image.open(io.BytesIO(data))
             width, height = img.size
             if width * height > max_pixels:

@@ -1,0 +1,66 @@
+"""Fuzzing the image decoder: any bytes either decode or raise MediaError, quickly."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+from conftest import lfw, require_data
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from revsearch.errors import MediaError
+from revsearch.media import decode_image
+
+MAX_PIXELS = 4_000_000
+FUZZ = settings(max_examples=300, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow])
+
+
+def _check(data: bytes) -> None:
+    started = time.monotonic()
+    try:
+        img = decode_image(data, MAX_PIXELS)
+    except MediaError:
+        pass
+    else:
+        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+        assert img.shape[0] * img.shape[1] <= MAX_PIXELS
+    assert time.monotonic() - started < 5.0, "decoding took too long"
+
+
+def _seed(fmt: str) -> bytes:
+    require_data()
+    buf = io.BytesIO()
+    Image.open(lfw("Colin_Powell", 1)).save(buf, fmt)
+    return buf.getvalue()
+
+
+@FUZZ
+@given(st.binary(max_size=4096))
+def test_random_bytes(data):
+    _check(data)
+
+
+@FUZZ
+@given(st.sampled_from(["JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP"]),
+       st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1,
+                max_size=12),
+       st.integers(0, 10**6))
+def test_mutated_real_images(fmt, flips, cut):
+    data = bytearray(_seed(fmt))
+    for pos, value in flips:  # overwrite bytes, headers included
+        data[pos % len(data)] = value
+    _check(bytes(data[: max(1, cut % (len(data) + 1))]))
+
+
+def test_truncated_tiff_is_refused():
+    data = _seed("TIFF")
+    try:
+        decode_image(data[: len(data) // 2], MAX_PIXELS)
+    except MediaError as exc:
+        assert "runcated" in str(exc) or "cannot decode" in str(exc)
+    else:
+        raise AssertionError("half a TIFF decoded without complaint")
