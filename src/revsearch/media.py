@@ -22,25 +22,15 @@ from .errors import MediaError
 # Decoding must not trust Pillow's own bomb limit (a warning up to 2x): we check first.
 Image.MAX_IMAGE_PIXELS = None
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mpg", ".mpeg", ".mkv", ".webm", ".mov"})
-
-_IMAGE_MAGIC = (
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"BM", "bmp"),
-    (b"GIF87a", "gif"),
-    (b"GIF89a", "gif"),
-    (b"II*\x00", "tiff"),
-    (b"MM\x00*", "tiff"),
-)
+# Types are told by content, never by extension: JPEG, PNG, BMP, GIF, TIFF (LE and BE).
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"GIF87a", b"GIF89a",
+                b"II*\x00", b"MM\x00*")
 
 
 def sniff(head: bytes) -> str | None:
     """The media kind ('image' or 'video') the first bytes of a file announce, or None."""
-    for magic, _ in _IMAGE_MAGIC:
-        if head.startswith(magic):
-            return "image"
+    if head.startswith(_IMAGE_MAGIC):
+        return "image"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "image"
     if head[4:8] == b"ftyp" or head[:4] in (b"\x1a\x45\xdf\xa3", b"\x00\x00\x01\xba"):
@@ -64,12 +54,6 @@ def walk(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
             for name in sorted(filenames):
                 if not name.startswith("."):
                     yield Path(dirpath) / name
-
-
-def is_candidate(path: Path) -> bool:
-    """Files a folder walk considers media: by extension, so sidecars are not reported."""
-    suffix = path.suffix.lower()
-    return suffix in IMAGE_EXTENSIONS or suffix in VIDEO_EXTENSIONS
 
 
 def content_hash(data: bytes) -> str:
