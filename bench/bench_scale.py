@@ -1,0 +1,253 @@
+"""Scale benchmark: a million face vectors in a Milvus server, and Milvus Lite's limit.
+
+    .venv/bin/python bench/bench_scale.py [--n 1000000] [--lite-sizes 10000,50000,100000]
+
+Vectors: the real SFace embeddings of LFW's faces (read from the index that `revsearch
+eval lfw` builds, built here if missing), replicated as G = n / 15,786 copies; copy j
+is the real set under its own random rotation Q_j plus Gaussian noise (sigma 0.3 per
+vector, then re-normalised). A rotation keeps every similarity inside a copy, so each
+copy has LFW's neighbourhood structure (people, near-duplicates, bystanders) while
+copies are unrelated to each other, as different people are. Queries: 1,000 fresh
+noisy versions of random vectors; ground truth: exact search in numpy.
+
+Server: the standalone binary of the PyPI package `milvus` on 127.0.0.1 (or --db URI),
+HNSW M=16, efConstruction=200, COSINE. Writes docs/results/scale.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from revsearch.config import load_settings  # noqa: E402
+
+RESULTS = ROOT / "docs" / "results"
+SIGMA = 0.3
+
+
+def real_vectors() -> np.ndarray:
+    from revsearch import evaluate
+
+    settings = load_settings(progress=False)
+    lfw = ROOT.parent / "shared" / "data" / "lfw" / "lfw-deepfunneled"
+    db = str(settings.home / "eval" / f"lfw_{settings.pipeline_key}.db")
+    return evaluate.build_gallery(lfw, settings, db).face_vectors.astype(np.float32)
+
+
+def synthetic(base: np.ndarray, n: int, seed: int = 0):
+    """Yield (start, block) of the n vectors, one rotated noisy copy of `base` at a time."""
+    rng = np.random.default_rng(seed)
+    d = base.shape[1]
+    made = 0
+    while made < n:
+        q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+        block = base @ q.T + rng.standard_normal(base.shape).astype(np.float32) * SIGMA / np.sqrt(d)
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        block = block[: n - made].astype(np.float32)
+        yield made, block
+        made += len(block)
+
+
+def exact_top(all_vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    tops = []
+    for q in np.array_split(queries, max(1, len(queries) // 100)):
+        s = q @ all_vectors.T
+        part = np.argpartition(-s, k, axis=1)[:, :k]
+        order = np.take_along_axis(s, part, 1).argsort(axis=1)[:, ::-1]
+        tops.append(np.take_along_axis(part, order, 1))
+    return np.concatenate(tops)
+
+
+class RssSampler:
+    """Peak resident memory of a process tree, sampled from /proc every 0.5 s."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _tree_rss(self) -> int:
+        pids, total = {self.pid}, 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) in pids or int(stat.parent.name) in pids:
+                    pids.add(int(stat.parent.name))
+                    total += int(fields[21]) * 4096
+            except (OSError, ValueError, IndexError):
+                continue
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.peak = max(self.peak, self._tree_rss())
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def bench_server(uri: str, base: np.ndarray, n: int, queries: np.ndarray, k: int) -> dict:
+    from pymilvus import DataType, MilvusClient
+
+    client = MilvusClient(uri)
+    name = "scale_bench"
+    if client.has_collection(name):
+        client.drop_collection(name)
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("v", DataType.FLOAT_VECTOR, dim=base.shape[1])
+    client.create_collection(name, schema=schema)
+    all_vectors = np.empty((n, base.shape[1]), np.float32)
+    t0 = time.perf_counter()
+    for start, block in synthetic(base, n):
+        all_vectors[start:start + len(block)] = block
+        for s in range(0, len(block), 10000):
+            chunk = block[s:s + 10000]
+            client.insert(name, [{"id": start + s + i, "v": v.tolist()}
+                                 for i, v in enumerate(chunk)])
+    client.flush(name)
+    insert_s = time.perf_counter() - t0
+    params = client.prepare_index_params()
+    params.add_index(field_name="v", index_type="HNSW", metric_type="COSINE",
+                     params={"M": 16, "efConstruction": 200})
+    t0 = time.perf_counter()
+    client.create_index(name, params)
+    client.load_collection(name)
+    build_s = time.perf_counter() - t0
+    truth = exact_top(all_vectors, queries, k)
+    runs = []
+    for ef in (64, 128, 256, 512):
+        lat, rec = [], []
+        for q, t in zip(queries, truth, strict=True):
+            t1 = time.perf_counter()
+            res = client.search(name, data=[q.tolist()], limit=k,
+                                search_params={"metric_type": "COSINE", "params": {"ef": ef}})
+            lat.append((time.perf_counter() - t1) * 1000)
+            rec.append(len({h["id"] for h in res[0]} & set(t.tolist())) / k)
+        runs.append({"ef": ef, "recall_at_10": round(float(np.mean(rec)), 4),
+                     "p50_ms": round(float(np.percentile(lat, 50)), 2),
+                     "p95_ms": round(float(np.percentile(lat, 95)), 2)})
+    client.drop_collection(name)
+    client.close()
+    return {"vectors": n, "insert_s": round(insert_s, 1), "index_and_load_s": round(build_s, 1),
+            "searches": runs}
+
+
+def bench_lite(base: np.ndarray, sizes: list[int], queries: np.ndarray, k: int) -> list[dict]:
+    from milvus_lite.server_manager import server_manager_instance
+    from pymilvus import DataType, MilvusClient
+
+    rows = []
+    for n in sizes:
+        path = str(Path(tempfile.mkdtemp(prefix="revsearch-lite-")) / "scale.db")
+        client = MilvusClient(path)
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("v", DataType.FLOAT_VECTOR, dim=base.shape[1])
+        params = client.prepare_index_params()
+        params.add_index(field_name="v", index_type="FLAT", metric_type="COSINE")
+        client.create_collection("s", schema=schema, index_params=params)
+        t0 = time.perf_counter()
+        for start, block in synthetic(base, n):
+            for s in range(0, len(block), 10000):
+                client.insert("s", [{"id": start + s + i, "v": v.tolist()}
+                                    for i, v in enumerate(block[s:s + 10000])])
+        client.flush("s")
+        insert_s = time.perf_counter() - t0
+        client.load_collection("s")
+        lat = []
+        for q in queries[:200]:
+            t1 = time.perf_counter()
+            client.search("s", data=[q.tolist()], limit=k, search_params={"metric_type": "COSINE"})
+            lat.append((time.perf_counter() - t1) * 1000)
+        rows.append({"vectors": n, "insert_per_s": round(n / insert_s),
+                     "p50_ms": round(float(np.percentile(lat, 50)), 2),
+                     "p95_ms": round(float(np.percentile(lat, 95)), 2)})
+        client.close()
+        server_manager_instance.release_server(path)
+        print(rows[-1], flush=True)
+    return rows
+
+
+def write(result: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "scale.json").write_text(json.dumps(result, indent=2) + "\n")
+    s = result["server"]
+    lines = [
+        "# Scale: a million face vectors", "", f"Command: `{result['command']}`", "",
+        "Vectors: rotated, noisy copies of LFW's real SFace face vectors (see the "
+        "docstring of `bench/bench_scale.py`); 1,000 queries; recall@10 against exact "
+        "numpy search; latency of single-vector searches through pymilvus on loopback.", "",
+        f"## Milvus server {result['server_version']} (standalone, 2 cores), HNSW M=16, "
+        "efConstruction=200", "",
+        f"{s['vectors']:,} vectors: insert {s['insert_s']} s, index build + load "
+        f"{s['index_and_load_s']} s, peak server memory {result['server_peak_rss_mb']} MB.", "",
+        "| ef | recall@10 | p50 (ms) | p95 (ms) |", "|---|---|---|---|",
+        *[f"| {r['ef']} | {r['recall_at_10']} | {r['p50_ms']} | {r['p95_ms']} |"
+          for r in s["searches"]],
+        "", "## Milvus Lite (FLAT, exact)", "",
+        "| vectors | insert (vectors/s) | search p50 (ms) | p95 (ms) |", "|---|---|---|---|",
+        *[f"| {r['vectors']:,} | {r['insert_per_s']:,} | {r['p50_ms']} | {r['p95_ms']} |"
+          for r in result["lite"]], "",
+    ]
+    (RESULTS / "scale.md").write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--db", help="a running Milvus server (default: start one)")
+    parser.add_argument("--lite-sizes", default="10000,50000,100000,200000")
+    parser.add_argument("--queries", type=int, default=1000)
+    args = parser.parse_args()
+    base = real_vectors()
+    rng = np.random.default_rng(1)
+    # Queries: fresh noise around vectors of the first copies (the same generator).
+    qbase = next(synthetic(base, len(base), seed=0))[1]
+    picks = rng.choice(len(qbase), args.queries, replace=False)
+    queries = qbase[picks] + rng.standard_normal((args.queries, base.shape[1])).astype(
+        np.float32) * SIGMA / np.sqrt(base.shape[1])
+    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    lite = bench_lite(base, [int(x) for x in args.lite_sizes.split(",") if x], queries, 10)
+    server = None
+    if args.db:
+        uri, sampler = args.db, None
+    else:
+        from milvus import MilvusServer
+
+        server = MilvusServer()
+        server.set_base_dir(tempfile.mkdtemp(prefix="revsearch-milvus-"))
+        server.start()
+        uri = f"http://127.0.0.1:{server.listen_port}"
+        sampler = RssSampler(server.server_proc.pid)
+    try:
+        from pymilvus import MilvusClient
+
+        version = MilvusClient(uri).get_server_version()
+        result_server = bench_server(uri, base, args.n, queries, 10)
+    finally:
+        peak = sampler.stop() if sampler else 0
+        if server:
+            server.stop()
+    result = {"command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d"),
+              "server_version": version, "server_peak_rss_mb": round(peak / 2**20),
+              "server": result_server, "lite": lite}
+    write(result)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
