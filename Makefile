@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 LFW    ?= ../shared/data/lfw/lfw-deepfunneled
 QUERY  ?= $(LFW)/George_W_Bush/George_W_Bush_0001.jpg
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test bench bench-scale clean
 
 venv: $(VENV)/.installed
 
@@ -26,6 +26,9 @@ test: venv
 
 bench: venv
 	$(BIN)/python bench/bench_lfw.py
+
+bench-scale: venv
+	$(BIN)/python bench/bench_scale.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
