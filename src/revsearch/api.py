@@ -80,7 +80,7 @@ class RevSearch:
         Files that cannot be indexed are listed in the returned report and its log.
         """
         return run_ingest(paths, self.collection, self.settings, labels=labels, sync=sync,
-                          report_path=report)
+                          report_path=report, pipeline=self._pipeline)
 
     def faces(self, query: Query) -> list[QueryFace]:
         """The faces found in a query image, left to right; `default` marks the largest."""

@@ -235,14 +235,16 @@ def analyze_file(task: Task, pipeline: Pipeline) -> Outcome:
     return Outcome(task.path, image=row, faces=faces)
 
 
-def map_files(tasks: Sequence[Task], settings: Settings) -> Iterable[Outcome]:
+def map_files(tasks: Sequence[Task], settings: Settings,
+              pipeline: Pipeline | None = None) -> Iterable[Outcome]:
     """Run `analyze_file` over the tasks on `settings.workers` processes, any order.
 
     A worker that dies (a decoder crash) is replaced; the files it held are retried
-    once each on their own and reported if they kill a worker again.
+    once each on their own and reported if they kill a worker again. A few files are
+    done in this process, with `pipeline` if the caller has one loaded.
     """
     if settings.workers <= 1 or len(tasks) <= 2:
-        pipeline = Pipeline(settings, threads=max(1, settings.workers))
+        pipeline = pipeline or Pipeline(settings, threads=max(1, settings.workers))
         for task in tasks:
             yield analyze_file(task, pipeline)
         return
@@ -358,7 +360,8 @@ def _write_log(path: Path, report: IngestReport) -> None:
 def run_ingest(paths: Sequence[str | os.PathLike], collection: FaceCollection,
                settings: Settings, *, labels: str = "auto", sync: bool = False,
                report_path: str | os.PathLike | None = None,
-               on_progress: Callable[[int, int], None] | None = None) -> IngestReport:
+               on_progress: Callable[[int, int], None] | None = None,
+               pipeline: Pipeline | None = None) -> IngestReport:
     """Index every image under `paths` into `collection`; see module docstring."""
     started = time.monotonic()
     known = {row["path"]: row for row in collection.images()}
@@ -378,7 +381,7 @@ def run_ingest(paths: Sequence[str | os.PathLike], collection: FaceCollection,
     writer = Writer(collection, known={r["image_id"] for r in known.values()} if clean else None)
     bar = _progress_bar(len(plan.todo), settings.progress)
     try:
-        for done, outcome in enumerate(map_files(plan.todo, settings), start=1):
+        for done, outcome in enumerate(map_files(plan.todo, settings, pipeline), start=1):
             if outcome.problem:
                 report.problems.append(outcome.problem)
             else:
