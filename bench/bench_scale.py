@@ -29,7 +29,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from revsearch.ann import insert_vectors, vector_collection  # noqa: E402
 from revsearch.config import load_settings  # noqa: E402
+from revsearch.metrics import exact_top  # noqa: E402
 
 RESULTS = ROOT / "docs" / "results"
 SIGMA = 0.3
@@ -56,16 +58,6 @@ def synthetic(base: np.ndarray, n: int, seed: int = 0):
         block = block[: n - made].astype(np.float32)
         yield made, block
         made += len(block)
-
-
-def exact_top(all_vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    tops = []
-    for q in np.array_split(queries, max(1, len(queries) // 100)):
-        s = q @ all_vectors.T
-        part = np.argpartition(-s, k, axis=1)[:, :k]
-        order = np.take_along_axis(s, part, 1).argsort(axis=1)[:, ::-1]
-        tops.append(np.take_along_axis(part, order, 1))
-    return np.concatenate(tops)
 
 
 class RssSampler:
@@ -99,24 +91,18 @@ class RssSampler:
 
 
 def bench_server(uri: str, base: np.ndarray, n: int, queries: np.ndarray, k: int) -> dict:
-    from pymilvus import DataType, MilvusClient
+    from pymilvus import MilvusClient
 
     client = MilvusClient(uri)
     name = "scale_bench"
     if client.has_collection(name):
         client.drop_collection(name)
-    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("v", DataType.FLOAT_VECTOR, dim=base.shape[1])
-    client.create_collection(name, schema=schema)
+    vector_collection(client, name, base.shape[1])  # indexed after the inserts
     all_vectors = np.empty((n, base.shape[1]), np.float32)
     t0 = time.perf_counter()
     for start, block in synthetic(base, n):
         all_vectors[start:start + len(block)] = block
-        for s in range(0, len(block), 10000):
-            chunk = block[s:s + 10000]
-            client.insert(name, [{"id": start + s + i, "v": v.tolist()}
-                                 for i, v in enumerate(chunk)])
+        insert_vectors(client, name, block, first_id=start, batch=10000)
     client.flush(name)
     insert_s = time.perf_counter() - t0
     params = client.prepare_index_params()
@@ -126,7 +112,7 @@ def bench_server(uri: str, base: np.ndarray, n: int, queries: np.ndarray, k: int
     client.create_index(name, params)
     client.load_collection(name)
     build_s = time.perf_counter() - t0
-    truth = exact_top(all_vectors, queries, k)
+    truth = exact_top(all_vectors, queries, k)  # cosine: unit vectors
     runs = []
     for ef in (64, 128, 256, 512):
         lat, rec = [], []
@@ -147,23 +133,16 @@ def bench_server(uri: str, base: np.ndarray, n: int, queries: np.ndarray, k: int
 
 def bench_lite(base: np.ndarray, sizes: list[int], queries: np.ndarray, k: int) -> list[dict]:
     from milvus_lite.server_manager import server_manager_instance
-    from pymilvus import DataType, MilvusClient
+    from pymilvus import MilvusClient
 
     rows = []
     for n in sizes:
         path = str(Path(tempfile.mkdtemp(prefix="revsearch-lite-")) / "scale.db")
         client = MilvusClient(path)
-        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("id", DataType.INT64, is_primary=True)
-        schema.add_field("v", DataType.FLOAT_VECTOR, dim=base.shape[1])
-        params = client.prepare_index_params()
-        params.add_index(field_name="v", index_type="FLAT", metric_type="COSINE")
-        client.create_collection("s", schema=schema, index_params=params)
+        vector_collection(client, "s", base.shape[1], index={"index_type": "FLAT"})
         t0 = time.perf_counter()
         for start, block in synthetic(base, n):
-            for s in range(0, len(block), 10000):
-                client.insert("s", [{"id": start + s + i, "v": v.tolist()}
-                                    for i, v in enumerate(block[s:s + 10000])])
+            insert_vectors(client, "s", block, first_id=start, batch=10000)
         client.flush("s")
         insert_s = time.perf_counter() - t0
         client.load_collection("s")

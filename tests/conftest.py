@@ -45,13 +45,20 @@ def _few_image_people(count: int) -> list[str]:
     return chosen
 
 
+def copy_people(images: Path, people: list[str] | tuple[str, ...], per_person: int) -> Path:
+    """Copy the first `per_person` photos of each person into `images`, LFW layout kept."""
+    require_data()
+    for name in people:
+        (images / name).mkdir(parents=True, exist_ok=True)
+        for i in range(1, per_person + 1):
+            shutil.copy2(lfw(name, i), images / name)
+    return images
+
+
 def build_subset(dest: Path, extra_people: int = 30) -> Path:
     """Copy a fixed LFW subset (about 100 images) into `dest`, LFW layout kept."""
-    require_data()
     for name, n in MANY.items():
-        (dest / name).mkdir(parents=True, exist_ok=True)
-        for i in range(1, n + 1):
-            shutil.copy2(lfw(name, i), dest / name)
+        copy_people(dest, [name], n)
     for name in _few_image_people(extra_people):
         shutil.copytree(LFW / name, dest / name)
     return dest

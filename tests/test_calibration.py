@@ -66,16 +66,12 @@ def test_shipped_calibration_holds_on_held_out_pairs(key):
 
 def _mini_lfw(dest, people=("George_W_Bush", "Colin_Powell", "Tony_Blair", "Donald_Rumsfeld")):
     """A small LFW-shaped folder with its own dev pairs files (real photos)."""
-    import shutil
 
-    from conftest import LFW, lfw
+    from conftest import LFW, copy_people
 
     same = [(p, 1, 2) for p in people] + [(p, 3, 4) for p in people]
     diff = [(a, i, b, i + 1) for i in (1, 3) for a in people for b in people if a < b][:8]
-    for name in people:
-        (dest / "lfw-deepfunneled" / name).mkdir(parents=True)
-        for i in (1, 2, 3, 4):
-            shutil.copy2(lfw(name, i), dest / "lfw-deepfunneled" / name)
+    copy_people(dest / "lfw-deepfunneled", people, 4)
     body = [f"{a}\t{i}\t{j}" for a, i, j in same]
     body += [f"{a}\t{i}\t{b}\t{j}" for a, i, b, j in diff]
     for fname in ("pairsDevTrain.txt", "pairsDevTest.txt"):

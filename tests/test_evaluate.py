@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
-from conftest import LFW, require_data, run_cli
+from conftest import copy_people, require_data, run_cli
 from PIL import Image
 
 PEOPLE = ["George_W_Bush", "Colin_Powell", "Tony_Blair", "Donald_Rumsfeld",
@@ -15,11 +14,7 @@ PEOPLE = ["George_W_Bush", "Colin_Powell", "Tony_Blair", "Donald_Rumsfeld",
 
 
 def _mini_root(dest, per_person=5):
-    images = dest / "lfw-deepfunneled"
-    for name in PEOPLE:
-        (images / name).mkdir(parents=True)
-        for i in range(1, per_person + 1):
-            shutil.copy2(LFW / name / f"{name}_{i:04d}.jpg", images / name)
+    images = copy_people(dest / "lfw-deepfunneled", PEOPLE, per_person)
     # A "person" whose two photos show no face: the evaluation's documented fallback.
     (images / "Zz_Wall").mkdir()
     for i in (1, 2):
@@ -93,7 +88,7 @@ def test_retrieval_on_a_hand_made_gallery():
     faces = np.stack([p1, p2, q, bystander_p])  # img0: p1; img1: p2; img2: q + bystander
     g = Gallery(paths=["P/P_1", "P/P_2", "Q/Q_1"], labels=np.array(["P", "P", "Q"]),
                 face_vectors=faces, face_starts=np.array([0, 1, 2]),
-                queries=np.stack([p1, p2, q]), labelled_face=np.array([0, 1, 2]),
+                labelled_face=np.array([0, 1, 2]),  # queries: p1, p2, q
                 fallback=np.zeros(3, bool), metric="COSINE")
     r = retrieval(g, max_rank=2)
     # Query img0 (P): img2's bystander (0.9988) beats img1 (0.98): a miss on a bystander.

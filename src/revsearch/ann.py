@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .metrics import exact_top
+
 
 def index_configs(n: int) -> dict[str, tuple[dict, dict]]:
     """(build params, search params) per index type for n vectors.
@@ -31,27 +33,33 @@ def index_configs(n: int) -> dict[str, tuple[dict, dict]]:
     }
 
 
-def _exact_top(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str) -> np.ndarray:
-    if metric == "L2":
-        d = (queries**2).sum(1)[:, None] + (vectors**2).sum(1)[None] - 2 * queries @ vectors.T
-        return np.argsort(d, axis=1, kind="stable")[:, :k]
-    return np.argsort(-(queries @ vectors.T), axis=1, kind="stable")[:, :k]
-
-
-def _one(client, name: str, vectors: np.ndarray, queries: np.ndarray, k: int, metric: str,
-         index: dict, search: dict, truth: np.ndarray) -> dict:
+def vector_collection(client, name: str, dim: int, metric: str = "COSINE",
+                      index: dict | None = None) -> None:
+    """A bare (id, v) collection for measurements; `index` None leaves it unindexed."""
     from pymilvus import DataType, MilvusClient
 
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("v", DataType.FLOAT_VECTOR, dim=vectors.shape[1])
-    params = client.prepare_index_params()
-    params.add_index(field_name="v", metric_type=metric, **index)
-    started = time.perf_counter()
+    schema.add_field("v", DataType.FLOAT_VECTOR, dim=dim)
+    params = None
+    if index is not None:
+        params = client.prepare_index_params()
+        params.add_index(field_name="v", metric_type=metric, **index)
     client.create_collection(name, schema=schema, index_params=params)
-    for s in range(0, len(vectors), 5000):
-        client.insert(name, [{"id": int(i), "v": vectors[i].tolist()}
-                             for i in range(s, min(s + 5000, len(vectors)))])
+
+
+def insert_vectors(client, name: str, vectors: np.ndarray, first_id: int = 0,
+                   batch: int = 5000) -> None:
+    for s in range(0, len(vectors), batch):
+        client.insert(name, [{"id": first_id + s + i, "v": v.tolist()}
+                             for i, v in enumerate(vectors[s:s + batch])])
+
+
+def _one(client, name: str, vectors: np.ndarray, queries: np.ndarray, k: int, metric: str,
+         index: dict, search: dict, truth: np.ndarray) -> dict:
+    started = time.perf_counter()
+    vector_collection(client, name, vectors.shape[1], metric, index)
+    insert_vectors(client, name, vectors)
     client.flush(name)
     client.load_collection(name)
     build = time.perf_counter() - started
@@ -83,12 +91,12 @@ def compare_indexes(vectors: np.ndarray, n_queries: int = 500, k: int = 10,
     rows = []
     try:
         for metric in ("COSINE", "L2"):
-            truth = _exact_top(vectors, queries, k, metric)
+            truth = exact_top(vectors, queries, k, metric)
             for name, (index, search) in index_configs(len(vectors)).items():
                 rows.append(_one(client, f"{name}__{metric}", vectors, queries, k, metric,
                                  index, search, truth))
-        cos = _exact_top(vectors, queries, k, "COSINE")
-        l2 = _exact_top(vectors, queries, k, "L2")
+        cos = exact_top(vectors, queries, k, "COSINE")
+        l2 = exact_top(vectors, queries, k, "L2")
         agreement = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(cos, l2,
                                                                            strict=True)]))
     finally:

@@ -88,10 +88,11 @@ def cmd_faces(args: argparse.Namespace) -> int:
         print(json.dumps([asdict(f) for f in faces], indent=2))
     elif not faces:
         print(f"no face found in {args.query}")
-    for f in [] if args.json else faces:
-        mark = "  (default person of interest: largest)" if f.default else ""
-        print(f"face {f.index}: box x={f.box[0]} y={f.box[1]} w={f.box[2]} h={f.box[3]} "
-              f"score {f.score:.3f}{mark}")
+    else:
+        for f in faces:
+            mark = "  (default person of interest: largest)" if f.default else ""
+            print(f"face {f.index}: box x={f.box[0]} y={f.box[1]} w={f.box[2]} h={f.box[3]} "
+                  f"score {f.score:.3f}{mark}")
     return 0 if faces else 5
 
 

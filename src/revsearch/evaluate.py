@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -39,28 +40,25 @@ class Gallery:
     labels: np.ndarray  # person name per image
     face_vectors: np.ndarray  # (faces, d), grouped by image in `paths` order
     face_starts: np.ndarray  # index of each image's first face in face_vectors
-    queries: np.ndarray  # (images, d): the labelled face of each image
     labelled_face: np.ndarray  # per image, the row of its labelled face in face_vectors
     fallback: np.ndarray  # bool per image: no face was found
     metric: str
 
-
-def _score(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
-    """(q, n) scores, higher is better: cosine, or negative Euclidean distance."""
-    if metric == "L2":
-        sq = ((queries**2).sum(1)[:, None] + (vectors**2).sum(1)[None, :]
-              - 2.0 * queries @ vectors.T)
-        return -np.sqrt(np.maximum(sq, 0.0))
-    return queries @ vectors.T
+    @cached_property
+    def queries(self) -> np.ndarray:
+        """(images, d): the labelled face of each image, the one it queries with."""
+        return self.face_vectors[self.labelled_face]
 
 
 def build_gallery(images_dir: Path, settings: Settings, db: str) -> Gallery:
     """Index `images_dir` into `db` (incremental), then read back faces and queries."""
     spec = space_spec(settings)
-    pipeline = Pipeline(settings, threads=max(1, settings.workers))
+    pipeline: Pipeline | None = None  # loaded only if a fallback face must be embedded
+    if spec.dim is None:
+        pipeline = Pipeline(settings, threads=max(1, settings.workers))
     store = Store(db)
     try:
-        coll = store.faces(settings.pipeline_key, pipeline.dim, spec.metric,
+        coll = store.faces(settings.pipeline_key, spec.dim or pipeline.dim, spec.metric,
                            spec.index_params, spec.search_ef)
         report = run_ingest([images_dir], coll, settings, labels="auto", sync=True)
         if report.problems:
@@ -76,7 +74,7 @@ def build_gallery(images_dir: Path, settings: Settings, db: str) -> Gallery:
     labelled = [f for f in faces if f["label"]]
     canonical = (np.mean([np.asarray(f["landmarks"]).reshape(5, 2) for f in labelled], axis=0)
                  if labelled else None)
-    vectors, starts, queries, fallback, labelled_rows = [], [], [], [], []
+    vectors, starts, fallback, labelled_rows = [], [], [], []
     for path in paths:
         rows = sorted(by_image.get(path, []), key=lambda r: r["face_index"])
         starts.append(len(vectors))
@@ -85,16 +83,14 @@ def build_gallery(images_dir: Path, settings: Settings, db: str) -> Gallery:
             at = next((i for i, r in enumerate(rows) if r["label"]), 0)
             labelled_rows.append(len(vectors) + at)
             vectors.extend(vecs)
-            queries.append(vecs[at])
             fallback.append(False)
         else:
-            v = _fallback_vector(pipeline, Path(path), canonical)
+            pipeline = pipeline or Pipeline(settings, threads=max(1, settings.workers))
             labelled_rows.append(len(vectors))
-            vectors.append(v)
-            queries.append(v)
+            vectors.append(_fallback_vector(pipeline, Path(path), canonical))
             fallback.append(True)
     labels = np.array([Path(p).parent.name for p in paths])
-    return Gallery(paths, labels, np.stack(vectors), np.array(starts), np.stack(queries),
+    return Gallery(paths, labels, np.stack(vectors), np.array(starts),
                    np.array(labelled_rows), np.array(fallback), spec.metric)
 
 
@@ -118,7 +114,7 @@ def retrieval(g: Gallery, chunk: int = 256, max_rank: int = 100,
     aps, first, p10, tops = [], [], [], {}
     for start in range(0, len(query_idx), chunk):
         idx = query_idx[start:start + chunk]
-        face_scores = _score(g.queries[idx], g.face_vectors, g.metric)
+        face_scores = metrics.similarity(g.queries[idx], g.face_vectors, g.metric)
         image_scores = np.maximum.reduceat(face_scores, g.face_starts, axis=1)
         image_scores[np.arange(len(idx)), idx] = -np.inf  # the query image itself
         for row, qi in zip(image_scores, idx, strict=True):
@@ -155,7 +151,8 @@ def _misses_on_unlabelled_face(g: Gallery, misses: np.ndarray, tops: dict) -> in
     for q in misses:
         top = int(tops[int(q)][0])
         rows = np.arange(g.face_starts[top], ends[top])
-        best = rows[int(np.argmax(_score(g.queries[q:q + 1], g.face_vectors[rows], g.metric)))]
+        scores = metrics.similarity(g.queries[q:q + 1], g.face_vectors[rows], g.metric)
+        best = rows[int(np.argmax(scores))]
         count += int(best != g.labelled_face[top])
     return count
 
@@ -169,7 +166,8 @@ def verification(g: Gallery, pairs_file: Path) -> dict:
         for p in fold:
             a = index[str(root / p.name1 / f"{p.name1}_{p.num1:04d}.jpg")]
             b = index[str(root / p.name2 / f"{p.name2}_{p.num2:04d}.jpg")]
-            scores.append(float(_score(g.queries[a:a + 1], g.queries[b:b + 1], g.metric)[0, 0]))
+            pair = metrics.similarity(g.queries[a:a + 1], g.queries[b:b + 1], g.metric)
+            scores.append(float(pair[0, 0]))
             same.append(p.same)
             folds.append(f)
     scores_a, same_a = np.array(scores), np.array(same)

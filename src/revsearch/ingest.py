@@ -156,10 +156,8 @@ def scan(paths: Iterable[str | os.PathLike], known: dict[str, dict], *, labels: 
                 digest = ""
             if digest == row["content_hash"]:
                 plan.unchanged += 1
-                plan.touched.append(ImageRow(
-                    image_id=row["image_id"], path=path, content_hash=digest,
-                    size=stat.st_size, mtime_ns=stat.st_mtime_ns, width=row.get("width", 0),
-                    height=row.get("height", 0), n_faces=row["n_faces"], label=row["label"]))
+                plan.touched.append(ImageRow(**{**row, "size": stat.st_size,
+                                                "mtime_ns": stat.st_mtime_ns}))
                 continue
         plan.todo.append(Task(path, label_for(file, labels)))
     if sync:

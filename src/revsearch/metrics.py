@@ -10,6 +10,28 @@ from __future__ import annotations
 import numpy as np
 
 
+def similarity(queries: np.ndarray, vectors: np.ndarray, metric: str = "COSINE") -> np.ndarray:
+    """(q, n) scores, higher is better: cosine (dot product of unit vectors), or minus the
+    Euclidean distance for "L2"."""
+    if metric == "L2":
+        sq = ((queries**2).sum(1)[:, None] + (vectors**2).sum(1)[None, :]
+              - 2.0 * queries @ vectors.T)
+        return -np.sqrt(np.maximum(sq, 0.0))
+    return queries @ vectors.T
+
+
+def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str = "COSINE",
+              chunk: int = 100) -> np.ndarray:
+    """Indices of each query's k best vectors, best first, by exhaustive search."""
+    tops = []
+    for start in range(0, len(queries), chunk):
+        s = similarity(queries[start:start + chunk], vectors, metric)
+        part = np.argpartition(-s, min(k, s.shape[1] - 1), axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(s, part, 1), axis=1, kind="stable")
+        tops.append(np.take_along_axis(part, order, 1))
+    return np.concatenate(tops)
+
+
 def ranks_of_relevant(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
     """1-based ranks of the relevant items when `scores` is sorted descending (stable)."""
     order = np.argsort(-scores, kind="stable")

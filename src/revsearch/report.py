@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -17,39 +18,41 @@ def _plt():
     return plt
 
 
-def lfw_plots(out: Path, key: str, g, ret: dict, ver: dict) -> None:
+@contextlib.contextmanager
+def _figure(path: Path):
+    """One small plot: yields its axes, then lays it out, saves it and frees it."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ranks = np.arange(1, len(ret["cmc"]) + 1)
-    ax.plot(ranks, ret["cmc"])
-    ax.set(xscale="log", xlabel="rank", ylabel="identification rate",
-           title=f"CMC, LFW retrieval ({key})")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / f"lfw_{key}_cmc.png", dpi=110)
-    plt.close(fig)
+    try:
+        yield ax
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
+
+
+def lfw_plots(out: Path, key: str, g, ret: dict, ver: dict) -> None:
+    with _figure(out / f"lfw_{key}_cmc.png") as ax:
+        ax.plot(np.arange(1, len(ret["cmc"]) + 1), ret["cmc"])
+        ax.set(xscale="log", xlabel="rank", ylabel="identification rate",
+               title=f"CMC, LFW retrieval ({key})")
+        ax.grid(alpha=0.3)
 
     far, tar = ver["_roc"]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(np.maximum(far, 1e-4), tar)
-    ax.set(xscale="log", xlabel="false accept rate", ylabel="true accept rate",
-           title=f"ROC, LFW pairs.txt ({key})", xlim=(1e-4, 1))
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / f"lfw_{key}_roc.png", dpi=110)
-    plt.close(fig)
+    with _figure(out / f"lfw_{key}_roc.png") as ax:
+        ax.plot(np.maximum(far, 1e-4), tar)
+        ax.set(xscale="log", xlabel="false accept rate", ylabel="true accept rate",
+               title=f"ROC, LFW pairs.txt ({key})", xlim=(1e-4, 1))
+        ax.grid(alpha=0.3)
 
     scores, same = ver["_scores"], ver["_same"]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    bins = np.linspace(scores.min(), scores.max(), 60)
-    ax.hist(scores[same], bins=bins, alpha=0.6, label="same person")
-    ax.hist(scores[~same], bins=bins, alpha=0.6, label="different people")
-    ax.set(xlabel="similarity" if g.metric != "L2" else "negative L2 distance",
-           ylabel="pairs", title=f"pairs.txt scores ({key})")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / f"lfw_{key}_hist.png", dpi=110)
-    plt.close(fig)
+    with _figure(out / f"lfw_{key}_hist.png") as ax:
+        bins = np.linspace(scores.min(), scores.max(), 60)
+        ax.hist(scores[same], bins=bins, alpha=0.6, label="same person")
+        ax.hist(scores[~same], bins=bins, alpha=0.6, label="different people")
+        ax.set(xlabel="similarity" if g.metric != "L2" else "negative L2 distance",
+               ylabel="pairs", title=f"pairs.txt scores ({key})")
+        ax.legend()
     examples(out / f"lfw_{key}_examples.png", g, ret)
 
 

@@ -17,6 +17,7 @@ models are never compared:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -83,6 +84,10 @@ class FaceHit:
     similarity: float
     label: str
     extra: dict = field(default_factory=dict)
+
+
+FACE_FIELDS = [f.name for f in dataclasses.fields(FaceRow)]
+IMAGE_FIELDS = [f.name for f in dataclasses.fields(ImageRow)]
 
 
 def image_id_for(path: str) -> str:
@@ -358,15 +363,11 @@ class FaceCollection:
 
     # -- reads ---------------------------------------------------------------------
     def images(self) -> Iterator[dict]:
-        """Every image row (without the unused vector)."""
-        fields = ["image_id", "path", "content_hash", "size", "mtime_ns", "n_faces", "label"]
-        yield from self._iterate(self.images_name, fields)
+        """Every image row, with exactly the fields of `ImageRow`."""
+        yield from self._iterate(self.images_name, IMAGE_FIELDS)
 
     def all_faces(self, with_embeddings: bool = False) -> Iterator[dict]:
-        fields = ["face_id", "image_id", "path", "content_hash", "face_index", "box",
-                  "landmarks", "score", "label", "media_type"]
-        if with_embeddings:
-            fields.append("embedding")
+        fields = [f for f in FACE_FIELDS if with_embeddings or f != "embedding"]
         yield from self._iterate(self.faces_name, fields)
 
     def _iterate(self, collection: str, fields: list[str]) -> Iterator[dict]:
@@ -480,36 +481,30 @@ def database_errors(uri: str) -> Iterator[None]:
 
 
 def copy_space(src: FaceCollection, dst: FaceCollection, batch: int = 1000) -> dict[str, int]:
-    """Copy every face and image row of one space; images last, as ingest does."""
-    face_rows = [r for r in src.all_faces(with_embeddings=True)]
-    for chunk in _chunks(face_rows, batch):
-        dst.client.upsert(dst.faces_name, [
-            {**{k: r[k] for k in ("face_id", "image_id", "path", "content_hash", "media_type",
-                                  "face_index", "label")},
-             "box": [float(v) for v in r["box"]], "landmarks": [float(v) for v in r["landmarks"]],
-             "score": float(r["score"]),
-             "embedding": np.asarray(r["embedding"], np.float32).tolist()}
-            for r in chunk])
-    fields = ["image_id", "path", "content_hash", "media_type", "size", "mtime_ns", "width",
-              "height", "n_faces", "label"]
-    image_rows = list(src._iterate(src.images_name, fields))
-    for chunk in _chunks(image_rows, batch):
-        dst.client.upsert(dst.images_name, [{**{k: r[k] for k in fields}, "unused": [0.0, 0.0]}
-                                            for r in chunk])
+    """Copy every face and image row of one space, streaming; images last, as ingest does."""
+    counts = {"faces": 0, "images": 0}
+    for chunk in _chunks(src.all_faces(with_embeddings=True), batch):
+        dst.client.upsert(dst.faces_name, [dst._face_dict(FaceRow(**r)) for r in chunk])
+        counts["faces"] += len(chunk)
+    for chunk in _chunks(src.images(), batch):
+        dst.client.upsert(dst.images_name, [dst._image_dict(ImageRow(**r)) for r in chunk])
+        counts["images"] += len(chunk)
     dst.flush()
-    return {"faces": len(face_rows), "images": len(image_rows)}
+    return counts
 
 
-def _chunks(items: list, size: int) -> Iterable[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _in_filter(field_name: str, values: Sequence[str]) -> str:
     # Values are hex digests made here, never user text, so quoting is safe.
     return f"{field_name} in {json.dumps(list(values))}"
 
-
-def connect(uri: str) -> Store:
-    """Open the database at `uri` (Milvus Lite path ending in .db, or http://host:port)."""
-    return Store(uri)
