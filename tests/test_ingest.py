@@ -315,3 +315,22 @@ def test_unguarded_script_can_index_with_workers(tmp_path):
                          timeout=180)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("INDEXED") == 1 and "INDEXED 6" in out.stdout
+
+
+def test_touched_file_keeps_its_recorded_size(tmp_path, home):
+    """A new mtime with the same content only refreshes the marker; the image's other
+    fields (width, height, faces, label) must survive the refresh."""
+    require_data()
+    photos = tmp_path / "photos" / "Tony_Blair"
+    photos.mkdir(parents=True)
+    target = photos / "Tony_Blair_0001.jpg"
+    shutil.copy2(lfw("Tony_Blair", 1), target)
+    with revsearch.connect() as rs:
+        rs.index([photos.parent])
+        before = rs.collection.get_image(image_id_for(str(target)))
+        os.utime(target, (1e9, 1e9))
+        assert rs.index([photos.parent]).indexed == 0
+        after = rs.collection.get_image(image_id_for(str(target)))
+    assert (after["width"], after["height"]) == (250, 250)
+    assert {k: after[k] for k in ("n_faces", "label", "content_hash")} == \
+        {k: before[k] for k in ("n_faces", "label", "content_hash")}
