@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 LFW    ?= ../shared/data/lfw/lfw-deepfunneled
 QUERY  ?= $(LFW)/George_W_Bush/George_W_Bush_0001.jpg
 
-.PHONY: venv demo test bench bench-scale clean
+.PHONY: venv demo test bench bench-scale bench-video clean
 
 venv: $(VENV)/.installed
 
@@ -29,6 +29,9 @@ bench: venv
 
 bench-scale: venv
 	$(BIN)/python bench/bench_scale.py
+
+bench-video: venv
+	$(BIN)/python bench/bench_video.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

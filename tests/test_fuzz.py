@@ -72,3 +72,34 @@ def test_tiff_with_corrupt_directory_is_refused():
         assert "Truncated File Read" in str(exc)
     else:
         raise AssertionError("a TIFF with a corrupt directory decoded without complaint")
+
+
+def test_mutated_real_videos(tmp_path):
+    """300 mutated GRID (MPEG-1 program stream) and MJPEG-AVI clips: frames or a
+    MediaError each, no crash, no case slower than 10 s."""
+    import json
+    import subprocess
+    import sys
+
+    import cv2
+    from conftest import DATA, ROOT
+
+    mpg = DATA / "videos" / "grid" / "pwij3p.mpg"
+    if not mpg.is_file():
+        pytest.skip("GRID clips not found")
+    avi = tmp_path / "clip.avi"
+    cap = cv2.VideoCapture(str(mpg))
+    writer = cv2.VideoWriter(str(avi), cv2.VideoWriter_fourcc(*"MJPG"), 25, (360, 288))
+    for _ in range(20):
+        ok, frame = cap.read()
+        writer.write(frame)
+    writer.release()
+    cap.release()
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "fuzz_video.py"), "300", "0",
+                           str(mpg), str(avi)], capture_output=True, text=True, timeout=600)
+    last = done.stderr.strip().splitlines()[-1:] if done.stderr.strip() else []
+    assert done.returncode == 0, f"the reader crashed on case {last}: {done.stderr[-500:]}"
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["cases"] == 300
+    assert outcome["frames"] > 0 and outcome["media_errors"] > 0  # both paths exercised
+    assert outcome["slowest_s"] < 10.0

@@ -61,7 +61,7 @@ def test_migrate_lite_to_server_and_back(server_uri, indexed, tmp_path):
 
     out = run_cli("migrate", indexed["db"], server_uri)
     assert out.returncode == 0, out.stderr
-    assert f"sface: copied {indexed['report'].indexed} images" in out.stdout
+    assert f"sface: copied {indexed['report'].indexed} files" in out.stdout
     back = str(tmp_path / "back.db")
     assert run_cli("migrate", server_uri, back, "--space", "sface").returncode == 0
     queries = [lfw("Tony_Blair", 21), lfw("George_W_Bush", 21)]
@@ -74,3 +74,22 @@ def test_migrate_lite_to_server_and_back(server_uri, indexed, tmp_path):
     assert [r["face_id"] for r in copied] == [r["face_id"] for r in rows]
     assert all(list(a["embedding"]) == pytest.approx(list(b["embedding"]), abs=1e-7)
                for a, b in zip(copied, rows, strict=True))
+
+
+def test_videos_on_the_server(server_uri, tmp_path):
+    """Tracks are stored and searched on the server too (grouped per video client-side
+    on servers before 2.4); runs last, as it adds videos to the server's collections."""
+    from conftest import DATA
+
+    grid = DATA / "videos" / "grid"
+    if not grid.is_dir():
+        pytest.skip("GRID clips not found")
+    with revsearch.connect(server_uri, home=tmp_path, workers=2, progress=False) as rs:
+        report = rs.index([grid])
+        assert report.videos == 11 and not report.problems
+        for query, other in (("pwij3p.mpg", "id2_vcd_swwp2s.mpg"),
+                             ("id2_vcd_swwp2s.mpg", "pwij3p.mpg")):
+            hits = rs.search(grid / query, k=4, target="videos")[0].hits
+            assert hits[0].path.endswith(other) and hits[0].match
+            assert len({h.image_id for h in hits}) == 4
+            assert not any(h.path.endswith(query) for h in hits)

@@ -2,9 +2,9 @@
 
     >>> import revsearch
     >>> with revsearch.connect() as rs:                       # embedded Milvus Lite
-    ...     rs.index(["photos/"])                              # incremental
-    ...     for hit in rs.search("query.jpg", k=5)[0].hits:
-    ...         print(hit.rank, hit.path, hit.similarity, hit.match)
+    ...     rs.index(["photos/", "videos/"])                   # incremental
+    ...     for hit in rs.search("query.jpg", k=5)[0].hits:    # or a video: "clip.mp4"
+    ...         print(hit.rank, hit.path, hit.similarity, hit.match, hit.start, hit.end)
 
 `connect(db="http://host:19530")` uses a Milvus server instead; every other argument
 is a setting (see `config.Settings`), e.g. `connect(embedder="dlib", flip=True)`.
@@ -14,19 +14,30 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from . import calibrate
 from .config import Settings, load_settings
-from .errors import RevsearchError
+from .errors import MediaError, RevsearchError
 from .ingest import IngestReport, run_ingest
-from .media import content_hash, decode_image, read_bytes
-from .pipeline import Pipeline, space_spec
-from .search import QueryFace, SearchResult, describe_faces, search_faces
+from .media import content_hash, decode_image, read_bytes, sniff
+from .pipeline import Pipeline, VideoAnalysis, space_spec
+from .search import (
+    QueryFace,
+    QueryTrack,
+    SearchResult,
+    describe_faces,
+    describe_tracks,
+    search_faces,
+    search_tracks,
+)
 from .store import FaceCollection, Store
+from .video import is_video, stat_video, video_digest
 
 log = logging.getLogger(__name__)
 
@@ -82,27 +93,51 @@ class RevSearch:
         return run_ingest(paths, self.collection, self.settings, labels=labels, sync=sync,
                           report_path=report, pipeline=self._pipeline)
 
-    def faces(self, query: Query) -> list[QueryFace]:
-        """The faces found in a query image, left to right; `default` marks the largest."""
+    def faces(self, query: Query) -> list[QueryFace] | list[QueryTrack]:
+        """The faces found in a query image, left to right (`default` marks the largest),
+        or the face tracks of a query video (`default` marks the most prominent)."""
+        with self._video_query(query) as video:
+            if video is not None:
+                return describe_tracks(self.track(video).tracks)
         image, _, _ = self._load_query(query)
         return describe_faces(self.pipeline.detect(image))
 
-    def search(self, query: Query, k: int = 10, *, face: int | None = None,
-               all_faces: bool = False, include_query: bool = False) -> list[SearchResult]:
-        """The k images that best match the person of interest in `query`.
+    def track(self, video: str | os.PathLike) -> VideoAnalysis:
+        """Sample a video file or frame folder and follow every face through it."""
+        return self.pipeline.track_video(video, self.settings.sampling,
+                                         self.settings.max_pixels)
 
-        One `SearchResult` per searched face (one unless `all_faces`); its hits are
-        grouped per image (the image's best face), best first, each with a cosine
-        similarity and `match` against the calibrated threshold. A query file that is
-        itself in the index is left out of its own results unless `include_query`.
-        Raises NoFaceError when the query shows no face.
+    def search(self, query: Query, k: int = 10, *, face: int | None = None,
+               all_faces: bool = False, track: int | None = None, all_tracks: bool = False,
+               target: str = "all", include_query: bool = False) -> list[SearchResult]:
+        """The k images and videos that best match the person of interest in `query`.
+
+        `query` is a photo (path, bytes or BGR array) or a video (a file or a YouTube
+        Faces frame folder). Its person of interest is the largest face of a photo
+        (`face=I` picks another, `all_faces` searches each) or the most prominent face
+        track of a video (`track=I`, `all_tracks`). `target` limits the results to
+        "images" or "videos"; "all" merges both by similarity.
+
+        One `SearchResult` per searched face or track; its hits are grouped per image
+        or video (its best face or track), best first, each with a cosine similarity,
+        `match` against the calibrated threshold and, for videos, the time span where
+        the person is seen. A query that is itself in the index is left out of its own
+        results unless `include_query`. Raises NoFaceError when the query shows no face.
         """
-        image, digest, name = self._load_query(query)
         if not self._checked:
             self.collection.check()
             self._checked = True
+        with self._video_query(query) as video:
+            if video is not None:
+                digest = "" if include_query else video_digest(video)
+                return search_tracks(self.collection, self.pipeline, self.track(video).tracks,
+                                     k=k, track=track, all_tracks=all_tracks, target=target,
+                                     exclude_hash=digest, threshold=self.threshold(),
+                                     query_name=str(query) if video == query else "upload")
+        image, digest, name = self._load_query(query)
         return search_faces(self.collection, self.pipeline, image, k=k, face=face,
-                            all_faces=all_faces, exclude_hash="" if include_query else digest,
+                            all_faces=all_faces, target=target,
+                            exclude_hash="" if include_query else digest,
                             threshold=self.threshold(), query_name=name)
 
     def threshold(self) -> float | None:
@@ -127,6 +162,30 @@ class RevSearch:
                 "detector": "whole image" if self.settings.pipeline == "baseline"
                 else self.settings.detector,
                 "threshold": self.threshold(), **counts}
+
+    @contextmanager
+    def _video_query(self, query: Query) -> Iterator[str | os.PathLike | None]:
+        """The query as a video path (uploaded bytes go to a temporary file), or None."""
+        if isinstance(query, np.ndarray):
+            yield None
+        elif isinstance(query, bytes):
+            if sniff(query[:16]) != "video":
+                yield None
+                return
+            if len(query) > self.settings.max_video_bytes:
+                raise MediaError(f"video too large: {len(query)} bytes > limit "
+                                 f"{self.settings.max_video_bytes}")
+            with tempfile.NamedTemporaryFile(suffix=".video") as fh:
+                fh.write(query)
+                fh.flush()
+                yield fh.name
+        elif is_video(Path(query)):
+            if stat_video(Path(query))[0] > self.settings.max_video_bytes:
+                raise MediaError(f"video too large: {query} is over "
+                                 f"{self.settings.max_video_bytes} bytes")
+            yield query
+        else:
+            yield None
 
     def _load_query(self, query: Query) -> tuple[np.ndarray, str, str]:
         if isinstance(query, np.ndarray):
@@ -154,8 +213,11 @@ def migrate(source: str, target: str, spaces: Sequence[str] | None = None) -> di
                      else (None, None))
             d = dst.faces(key, s.dim, s.metric, *extra)
             copied[key] = copy_space(s, d)
-            if d.count() != copied[key]:
-                raise DatabaseError(f"after copying {key}, {target} holds {d.count()} rows, "
+            c = d.count()
+            held = {"faces": c["faces"], "images": c["images"] + c["videos"],
+                    "tracks": c["tracks"]}
+            if held != copied[key]:
+                raise DatabaseError(f"after copying {key}, {target} holds {held} rows, "
                                     f"not {copied[key]}: it had other rows already?")
     return copied
 
@@ -173,10 +235,12 @@ def index(paths: Sequence[str | os.PathLike], db: str | None = None, *, labels: 
 
 
 def search(query: Query, db: str | None = None, k: int = 10, *, face: int | None = None,
-           all_faces: bool = False, **settings: object) -> list[SearchResult]:
+           all_faces: bool = False, track: int | None = None, all_tracks: bool = False,
+           target: str = "all", **settings: object) -> list[SearchResult]:
     """Open the index, search it (see `RevSearch.search`), close it."""
     with connect(db, **settings) as rs:
-        return rs.search(query, k, face=face, all_faces=all_faces)
+        return rs.search(query, k, face=face, all_faces=all_faces, track=track,
+                         all_tracks=all_tracks, target=target)
 
 
 __all__ = ["RevSearch", "RevsearchError", "connect", "index", "migrate", "search"]

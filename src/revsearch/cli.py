@@ -12,6 +12,7 @@ from pathlib import Path
 from . import api
 from .errors import RevsearchError
 from .ingest import LABEL_MODES
+from .search import TARGETS, QueryTrack
 
 
 def _common() -> argparse.ArgumentParser:
@@ -31,13 +32,20 @@ def _common() -> argparse.ArgumentParser:
     g.add_argument("--model-sha256", help="expected SHA-256 of --model-path")
     g.add_argument("--threshold", type=float, help="match threshold (default: calibrated)")
     g.add_argument("--workers", type=int, help="worker processes for ingest (default: cores)")
+    g.add_argument("--video-fps", type=float,
+                   help="sample videos at most this many frames/s (default 5; 0: all)")
+    g.add_argument("--video-every", type=int, help="sample at most every N-th video frame")
+    g.add_argument("--video-max-frames", type=int, help="frames sampled per video at most")
+    g.add_argument("--aggregation", choices=["quality", "mean", "prototypes", "single"],
+                   help="how a video face track becomes its descriptor (default quality)")
     g.add_argument("-v", "--verbose", action="store_true")
     return p
 
 
 def _settings(args: argparse.Namespace) -> dict:
     names = ("db", "home", "pipeline", "backbone", "detector", "embedder", "flip",
-             "model_path", "model_sha256", "threshold", "workers")
+             "model_path", "model_sha256", "threshold", "workers", "video_fps", "video_every",
+             "video_max_frames", "aggregation")
     return {n: getattr(args, n) for n in names}
 
 
@@ -57,14 +65,15 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     with api.connect(**_settings(args)) as rs:
         results = rs.search(args.query, args.k, face=args.face, all_faces=args.all_faces,
+                            track=args.track, all_tracks=args.all_tracks, target=args.target,
                             include_query=args.include_query)
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))
         return 0
     for result in results:
         if not result.hits:
-            print(f"no indexed images to search in {rs.settings.db_uri}: "
-                  f"run `revsearch index FOLDER` first", file=sys.stderr)
+            print(f"nothing indexed to search in {rs.settings.db_uri} (target "
+                  f"{args.target}): run `revsearch index FOLDER` first", file=sys.stderr)
         f = result.face
         if rs.settings.pipeline == "baseline":
             note = "whole image; score = minus the L2 distance, no match threshold"
@@ -72,12 +81,19 @@ def cmd_search(args: argparse.Namespace) -> int:
             note = "cosine similarity; no calibrated threshold"
         else:
             note = f"cosine similarity; match threshold {result.threshold:.3f}"
-        print(f"query {result.query} face {f.index} box {f.box} ({note})")
+        if result.track is not None:
+            t = result.track
+            print(f"query {result.query} track {t.index} ({t.start:.1f}-{t.end:.1f} s, "
+                  f"{t.frames} frames) ({note})")
+        else:
+            print(f"query {result.query} face {f.index} box {f.box} ({note})")
         for h in result.hits:
             verdict = {True: "match", False: "no match", None: "?"}[h.match]
             label = f"  [{h.label}]" if h.label else ""
+            where = (f"track {h.face_index} at {h.start:.1f}-{h.end:.1f} s (frame {h.frame})"
+                     if h.media_type == "video" else f"face {h.face_index}")
             print(f"{h.rank:3d}  {h.similarity:6.3f}  {verdict:8s}  {h.path}  "
-                  f"face {h.face_index} box {[round(v) for v in h.box]}{label}")
+                  f"{where} box {[round(v) for v in h.box]}{label}")
     return 0
 
 
@@ -90,6 +106,11 @@ def cmd_faces(args: argparse.Namespace) -> int:
         print(f"no face found in {args.query}")
     else:
         for f in faces:
+            if isinstance(f, QueryTrack):
+                mark = "  (default person of interest: most prominent)" if f.default else ""
+                print(f"track {f.index}: {f.start:.1f}-{f.end:.1f} s, {f.frames} frames, "
+                      f"best frame {f.frame} box {f.box}{mark}")
+                continue
             mark = "  (default person of interest: largest)" if f.default else ""
             print(f"face {f.index}: box x={f.box[0]} y={f.box[1]} w={f.box[2]} h={f.box[3]} "
                   f"score {f.score:.3f}{mark}")
@@ -132,6 +153,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     lfw = Path(args.lfw) if args.lfw else default_lfw_root()
     out = Path(args.out)
     command = "revsearch " + " ".join(sys.argv[1:])
+    if args.task == "ytf":
+        from . import evaluate_video
+        from .datasets import default_ytf_root
+
+        ytf = Path(args.ytf) if args.ytf else default_ytf_root()
+        result = evaluate_video.evaluate_ytf(ytf, settings, out, people=args.people,
+                                             occlude_frames=args.occlude, command=command)
+        print((out / f"ytf_{result['pipeline']}.md").read_text())
+        return 0
+    if args.task == "occlusion":
+        result = evaluate.evaluate_occlusion(lfw, settings, out, _eval_db(settings),
+                                             queries=args.queries, command=command)
+        print((out / f"occlusion_lfw_{result['pipeline']}.md").read_text())
+        return 0
     if args.task == "ann":
         from . import ann
 
@@ -154,8 +189,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     copied = api.migrate(args.source, args.target, args.space or None)
     for key, counts in copied.items():
-        print(f"{key}: copied {counts['images']} images, {counts['faces']} faces "
-              f"to {args.target}")
+        print(f"{key}: copied {counts['images']} files, {counts['faces']} faces, "
+              f"{counts['tracks']} track descriptors to {args.target}")
     return 0
 
 
@@ -169,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="revsearch", description="Reverse visual search of people in photos.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("index", parents=[common], help="add images under folders to the index")
+    p = sub.add_parser("index", parents=[common],
+                       help="add the images and videos under folders to the index")
     p.add_argument("paths", nargs="+")
     p.add_argument("--labels", choices=LABEL_MODES, default="auto",
                    help="identity labels: auto (LFW layout), parent (folder name), none")
@@ -180,18 +216,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser("search", parents=[common], help="find images of the person in QUERY")
-    p.add_argument("query")
-    p.add_argument("-k", type=int, default=10, help="number of images to return")
+    p = sub.add_parser("search", parents=[common],
+                       help="find images and videos of the person in QUERY (photo or video)")
+    p.add_argument("query", help="an image, a video file or a frame folder")
+    p.add_argument("-k", type=int, default=10, help="number of results to return")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--face", type=int, help="search for face I (see `revsearch faces`)")
-    g.add_argument("--all-faces", action="store_true", help="search for every face")
+    g.add_argument("--face", type=int, help="photo: search for face I (see `revsearch faces`)")
+    g.add_argument("--all-faces", action="store_true", help="photo: search for every face")
+    g.add_argument("--track", type=int, help="video: search for track I (`revsearch faces`)")
+    g.add_argument("--all-tracks", action="store_true", help="video: search for every track")
+    p.add_argument("--target", choices=TARGETS, default="all",
+                   help="return images, videos, or all (default)")
     p.add_argument("--include-query", action="store_true",
                    help="keep the query file itself in the results if it is indexed")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("faces", parents=[common], help="list the faces found in an image")
+    p = sub.add_parser("faces", parents=[common],
+                       help="list the faces in an image, or the face tracks of a video")
     p.add_argument("query")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_faces)
@@ -216,13 +258,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="embedding space to copy (default: all), e.g. sface")
     p.set_defaults(func=cmd_migrate)
 
-    p = sub.add_parser("eval", parents=[common], help="measure a pipeline on LFW")
-    p.add_argument("task", choices=["lfw", "ann"],
-                   help="lfw: retrieval + verification; ann: Milvus index types")
+    p = sub.add_parser("eval", parents=[common], help="measure a pipeline on LFW or YTF")
+    p.add_argument("task", choices=["lfw", "ytf", "occlusion", "ann"],
+                   help="lfw: retrieval + verification; ytf: video retrieval per "
+                        "aggregation; occlusion: occluded LFW queries; ann: Milvus "
+                        "index types")
     p.add_argument("--lfw", help="LFW folder with lfw-deepfunneled/ and pairs.txt")
+    p.add_argument("--ytf", help="YouTube Faces folder with aligned_images_DB/, splits.txt")
+    p.add_argument("--people", type=int, default=0, help="ytf: first N people only (0: all)")
+    p.add_argument("--occlude", type=int, default=0,
+                   help="ytf: also a run with N frames per video occluded")
     p.add_argument("--compare", action="store_true", help="face and baseline side by side")
     p.add_argument("--out", default="eval-results", help="where to write JSON, MD, PNG")
-    p.add_argument("--queries", type=int, default=500, help="ann: number of queries")
+    p.add_argument("--queries", type=int, default=500,
+                   help="ann, occlusion: number of queries")
     p.set_defaults(func=cmd_eval)
     return parser
 

@@ -49,11 +49,28 @@ class Settings:
     # Refuse to decode images with more pixels than this (decompression bombs).
     max_pixels: int = 100_000_000
     max_file_bytes: int = 200 * 1024 * 1024
+    # Videos: look at most `video_fps` frames per second (0: every frame), at most every
+    # `video_every`-th frame, and at most `video_max_frames` frames per video.
+    video_fps: float = 5.0
+    video_every: int = 1
+    video_max_frames: int = 1500
+    max_video_bytes: int = 4 * 1024 * 1024 * 1024
+    # How a face track becomes stored descriptors: mean, quality, prototypes or single
+    # (track.py; docs/experiments.md compares them on YouTube Faces).
+    aggregation: str = "quality"
+    prototypes: int = 3
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     # Match / no-match threshold on cosine similarity; empty means "use the calibration
     # stored with the model".
     threshold: float | None = None
     progress: bool = True
+
+    @property
+    def sampling(self):
+        from .video import Sampling
+
+        return Sampling(fps=self.video_fps, every=self.video_every,
+                        max_frames=self.video_max_frames)
 
     @property
     def db_uri(self) -> str:

@@ -1,4 +1,4 @@
-"""Dataset layouts: LFW's folders and pairs files."""
+"""Dataset layouts: LFW's folders and pairs files; YouTube Faces' folders and splits."""
 
 from __future__ import annotations
 
@@ -48,14 +48,69 @@ def read_pairs(path: str | Path) -> list[list[Pair]]:
 
 def default_lfw_root() -> Path:
     """`../shared/data/lfw` beside a checkout, else REVSEARCH_LFW (see README)."""
+    return _default_root("lfw", "REVSEARCH_LFW")
+
+
+def default_ytf_root() -> Path:
+    """`../shared/data/ytf` beside a checkout, else REVSEARCH_YTF."""
+    return _default_root("ytf", "REVSEARCH_YTF")
+
+
+def _default_root(name: str, env_var: str) -> Path:
     import os
 
-    env = os.environ.get("REVSEARCH_LFW")
+    env = os.environ.get(env_var)
     if env:
         return Path(env).expanduser()
     here = Path(__file__).resolve()
     for parent in here.parents:
-        candidate = parent.parent / "shared" / "data" / "lfw"
+        candidate = parent.parent / "shared" / "data" / name
         if candidate.is_dir():
             return candidate
-    return Path.cwd().parent / "shared" / "data" / "lfw"
+    return Path.cwd().parent / "shared" / "data" / name
+
+
+@dataclass(frozen=True)
+class YtfVideo:
+    """One YouTube Faces video: `<root>/aligned_images_DB/<name>/<number>/` frames."""
+
+    name: str
+    number: str
+    path: Path
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}/{self.number}"
+
+
+@dataclass(frozen=True)
+class YtfPair:
+    split: int
+    first: str  # "Name/number", as in splits.txt
+    second: str
+    same: bool
+
+
+def ytf_videos(root: str | Path, layout: str = "aligned_images_DB") -> list[YtfVideo]:
+    """Every video folder present under `root/<layout>`, sorted by name then number."""
+    base = Path(root) / layout
+    if not base.is_dir():
+        raise FileNotFoundError(f"no YouTube Faces {layout} folder at {base}")
+    videos = [YtfVideo(person.name, video.name, video)
+              for person in sorted(base.iterdir()) if person.is_dir()
+              for video in sorted(person.iterdir(), key=lambda p: (len(p.name), p.name))
+              if video.is_dir()]
+    return videos
+
+
+def read_ytf_splits(path: str | Path) -> list[YtfPair]:
+    """YTF's `splits.txt`: "split, pair, first, second, same" lines after a header."""
+    pairs = []
+    for line in Path(path).read_text().splitlines()[1:]:
+        if not line.strip():
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) != 5:
+            raise ValueError(f"{path}: bad splits line {line!r}")
+        pairs.append(YtfPair(int(fields[0]), fields[2], fields[3], fields[4] == "1"))
+    return pairs

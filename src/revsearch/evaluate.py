@@ -201,3 +201,79 @@ def evaluate_lfw(lfw_root: Path, settings: Settings, out_dir: Path, db: str) -> 
     report.lfw_plots(out_dir, settings.pipeline_key, g, ret, ver)
     report.lfw_markdown(out_dir, [result])
     return result
+
+
+def evaluate_occlusion(lfw_root: Path, settings: Settings, out_dir: Path, db: str,
+                       queries: int = 1000, seed: int = 0, command: str = "") -> dict:
+    """Occluded LFW queries against the clean LFW gallery (see `occlusion.py`).
+
+    The same `queries` labelled images (people with 2+ images, drawn with `seed`) are
+    searched clean and with each occluder over their labelled face. The occluded image
+    goes through the whole query path again (detection included); a query whose face is
+    no longer found counts as a miss and is reported as lost.
+    """
+    from .occlusion import KINDS, occlude
+
+    g = build_gallery(lfw_root / "lfw-deepfunneled", settings, db)
+    pipeline = Pipeline(settings, threads=max(1, settings.workers))
+    names, counts = np.unique(g.labels, return_counts=True)
+    multi = set(names[counts >= 2])
+    pool = [i for i, name in enumerate(g.labels) if name in multi]
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(pool, size=min(queries, len(pool)), replace=False).tolist())
+    runs: dict[str, dict] = {}
+    for kind in ("clean", *KINDS):
+        first, aps, lost = [], [], 0
+        for q in chosen:
+            image = load_image(g.paths[q])
+            vector = _occluded_query(pipeline, image, kind, occlude, rng)
+            relevant = g.labels == g.labels[q]
+            relevant[q] = False
+            if vector is None:
+                lost += 1
+                first.append(np.inf)
+                aps.append(0.0)
+                continue
+            face_scores = metrics.similarity(vector[None], g.face_vectors, g.metric)[0]
+            scores = np.maximum.reduceat(face_scores, g.face_starts)
+            scores[q] = -np.inf
+            ranks = metrics.ranks_of_relevant(scores, relevant)
+            first.append(ranks[0])
+            aps.append(metrics.average_precision(ranks))
+        first_arr = np.array(first)
+        runs[kind] = {"queries": len(chosen), "lost": lost, "mAP": float(np.mean(aps)),
+                      "rank1": float((first_arr <= 1).mean()),
+                      "rank5": float((first_arr <= 5).mean())}
+    result = {"pipeline": settings.pipeline_key, "gallery_images": len(g.paths),
+              "seed": seed, "runs": runs, "command": command}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"occlusion_lfw_{settings.pipeline_key}.json").write_text(
+        json.dumps(result, indent=2))
+    from . import report
+
+    report.occlusion_markdown(out_dir, result)
+    report.occlusion_examples(out_dir / "occlusion_examples.png", g.paths[chosen[0]],
+                              pipeline, rng)
+    return result
+
+
+def _occluded_query(pipeline: Pipeline, image: np.ndarray, kind: str, occlude,
+                    rng: np.random.Generator) -> np.ndarray | None:
+    """The query vector of the labelled (central) face after occluding it, or None."""
+    from .pipeline import central_face
+
+    faces = pipeline.detect(image)
+    if not faces:
+        return None
+    target = faces[central_face(faces, image.shape)]
+    if kind != "clean":
+        image = occlude(image, target, kind, rng)
+        faces = pipeline.detect(image)
+        if not faces:
+            return None
+        cx, cy = target.center
+        near = min(faces, key=lambda f: (f.center[0] - cx) ** 2 + (f.center[1] - cy) ** 2)
+        if (near.center[0] - cx) ** 2 + (near.center[1] - cy) ** 2 > (target.box[2] / 2) ** 2:
+            return None  # only some other face is left
+        target = near
+    return pipeline.embedder.embed(image, [target])[0]

@@ -3,7 +3,8 @@
 - reader (`scan`): walks the folders, tells media from other files by content, and
   compares each file with what the index holds (size and mtime first, then the content
   hash), so unchanged files cost one `stat`.
-- mapper (`analyze_file`): decode, detect every face, align, embed. Runs in worker
+- mapper (`analyze_file`): decode, detect every face, align, embed; for a video, also
+  link faces into tracks and aggregate each (`analyze_video`). Runs in worker
   processes (one per core), each with its own models and one inference thread.
 - writer (`Writer`): batches rows into the store; the image marker goes in after its
   faces, which is what makes a killed ingest resumable (see `store.FaceCollection.write`).
@@ -27,8 +28,17 @@ from pathlib import Path
 from .config import Settings
 from .errors import MediaError, RevsearchError
 from .media import content_hash, decode_image, read_bytes, sniff, walk
-from .pipeline import Pipeline, central_face
-from .store import FaceCollection, FaceRow, ImageRow, face_id_for, image_id_for
+from .pipeline import Pipeline, central_face, main_track
+from .store import (
+    FaceCollection,
+    FaceRow,
+    ImageRow,
+    TrackRow,
+    face_id_for,
+    image_id_for,
+    track_row_id,
+)
+from .video import is_frame_folder, stat_video, video_digest
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +53,7 @@ class IngestError(RevsearchError):
 class Task:
     path: str
     label: str
+    media: str = "image"  # or "video" (a file or a frame folder)
 
 
 @dataclass
@@ -59,6 +70,7 @@ class Outcome:
     image: ImageRow | None = None
     faces: list[FaceRow] = field(default_factory=list)
     problem: Problem | None = None
+    tracks: list[TrackRow] = field(default_factory=list)
 
 
 @dataclass
@@ -80,16 +92,20 @@ class IngestReport:
     removed: int = 0
     faces: int = 0
     no_face: int = 0
+    videos: int = 0
+    tracks: int = 0
     problems: list[Problem] = field(default_factory=list)
     seconds: float = 0.0
     log_path: str = ""
 
     def summary(self) -> str:
         rate = self.indexed / self.seconds if self.seconds > 0 else 0.0
+        videos = f", {self.videos} videos with {self.tracks} face tracks" if self.videos else ""
         lines = [
             f"scanned {self.scanned} files: indexed {self.indexed} ({self.faces} faces, "
-            f"{self.no_face} with no face), unchanged {self.unchanged}, removed {self.removed}, "
-            f"problems {len(self.problems)}; {self.seconds:.1f} s ({rate:.1f} images/s)"
+            f"{self.no_face} with no face{videos}), unchanged {self.unchanged}, "
+            f"removed {self.removed}, problems {len(self.problems)}; {self.seconds:.1f} s "
+            f"({rate:.1f} files/s)"
         ]
         lines += [f"  skipped {p.path}: {p.reason}" for p in self.problems[:50]]
         if len(self.problems) > 50:
@@ -104,7 +120,8 @@ def label_for(path: Path, mode: str) -> str:
     """The identity label a dataset's layout gives a file.
 
     'auto' follows LFW's convention (`Name/Name_0001.jpg`): the folder names the person
-    when the file name starts with it. 'parent' always uses the folder name.
+    when the file name starts with it; and YouTube Faces' (`<root>/Name/<video>/`
+    frame folders). 'parent' always uses the folder name.
     """
     if mode == "none":
         return ""
@@ -112,6 +129,8 @@ def label_for(path: Path, mode: str) -> str:
     if mode == "parent":
         return parent
     if mode == "auto":
+        if is_frame_folder(path):
+            return parent
         return parent if parent and path.stem.startswith(parent + "_") else ""
     raise ValueError(f"unknown label mode {mode!r}; choose from {LABEL_MODES}")
 
@@ -123,46 +142,53 @@ def _under(path: str, roots: Sequence[Path]) -> bool:
 
 def scan(paths: Iterable[str | os.PathLike], known: dict[str, dict], *, labels: str = "auto",
          sync: bool = False, max_bytes: int = 200 * 1024 * 1024) -> Plan:
-    """Decide, for every file under `paths`, whether it needs (re)processing."""
+    """Decide, for every file (or frame folder) under `paths`, whether it needs
+    (re)processing."""
     roots = [Path(p).expanduser().resolve() for p in paths]
     plan = Plan(todo=[], unchanged=0, touched=[], removed=[], problems=[])
     seen: set[str] = set()
-    for file in walk(roots):
+    for file in walk(roots, unit=is_frame_folder):
         path = str(file)  # under a resolved root, so already absolute
         seen.add(path)
         try:
-            stat = file.stat()
-            with open(file, "rb") as fh:
-                head = fh.read(16)
+            size, mtime_ns = stat_video(file) if file.is_dir() else _stat(file)
+            kind = "video" if file.is_dir() else _kind(file)
         except OSError as exc:
             plan.problems.append(Problem(path, f"cannot read file: {exc.strerror or exc}"))
             continue
-        kind = sniff(head) if head else "image"  # empty files are reported by the mapper
         if kind is None:
-            reason = "not an image (unrecognised content)"
+            reason = "not an image or video (unrecognised content)"
             plan.problems.append(Problem(path, f"{reason}, extension {file.suffix or 'none'}"))
             continue
-        if kind == "video":
-            plan.problems.append(Problem(path, "video files are not indexed by this version"))
-            continue
         row = known.get(path)
-        if row and row["size"] == stat.st_size and row["mtime_ns"] == stat.st_mtime_ns:
+        if row and row["size"] == size and row["mtime_ns"] == mtime_ns:
             plan.unchanged += 1
             continue
-        if row and 0 < stat.st_size <= max_bytes:
+        if row and size > 0 and (kind == "video" or size <= max_bytes):
             try:
-                digest = content_hash(file.read_bytes())
+                digest = video_digest(file) if kind == "video" else content_hash(
+                    file.read_bytes())
             except OSError:
                 digest = ""
             if digest == row["content_hash"]:
                 plan.unchanged += 1
-                plan.touched.append(ImageRow(**{**row, "size": stat.st_size,
-                                                "mtime_ns": stat.st_mtime_ns}))
+                plan.touched.append(ImageRow(**{**row, "size": size, "mtime_ns": mtime_ns}))
                 continue
-        plan.todo.append(Task(path, label_for(file, labels)))
+        plan.todo.append(Task(path, label_for(file, labels), kind))
     if sync:
         plan.removed = [p for p in known if p not in seen and _under(p, roots)]
     return plan
+
+
+def _stat(file: Path) -> tuple[int, int]:
+    stat = file.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _kind(file: Path) -> str | None:
+    with open(file, "rb") as fh:
+        head = fh.read(16)
+    return sniff(head) if head else "image"  # empty files are reported by the mapper
 
 
 # -- mapper ----------------------------------------------------------------------------
@@ -200,6 +226,8 @@ def _analyze_in_worker(task: Task) -> Outcome:
 
 def analyze_file(task: Task, pipeline: Pipeline) -> Outcome:
     """Decode one file and turn it into rows; every failure becomes a Problem."""
+    if task.media == "video":
+        return analyze_video(task, pipeline)
     settings = pipeline.settings
     path = Path(task.path)
     try:
@@ -231,6 +259,41 @@ def analyze_file(task: Task, pipeline: Pipeline) -> Outcome:
                    mtime_ns=stat.st_mtime_ns, width=image.shape[1], height=image.shape[0],
                    n_faces=len(faces), label=task.label)
     return Outcome(task.path, image=row, faces=faces)
+
+
+def analyze_video(task: Task, pipeline: Pipeline) -> Outcome:
+    """Track the faces of one video and turn each track into descriptor rows."""
+    settings = pipeline.settings
+    path = Path(task.path)
+    try:
+        size, mtime_ns = stat_video(path)
+        if size > settings.max_video_bytes:
+            raise MediaError(f"file too large: {size} bytes > limit {settings.max_video_bytes}")
+        digest = video_digest(path)
+        found = pipeline.track_video(path, settings.sampling, settings.max_pixels)
+    except MediaError as exc:
+        return Outcome(task.path, problem=Problem(task.path, str(exc)))
+    except OSError as exc:
+        return Outcome(task.path, problem=Problem(task.path, f"cannot read file: {exc}"))
+    except Exception as exc:  # one odd video must not stop the ingest
+        log.exception("analysis failed for %s", task.path)
+        return Outcome(task.path, problem=Problem(task.path, f"analysis failed: {exc}"))
+    video_id = image_id_for(task.path)
+    labelled = main_track(found.tracks) if task.label else None
+    rows = []
+    for track in found.tracks:
+        best = track.best
+        for j, vector in enumerate(pipeline.describe_track(track)):
+            rows.append(TrackRow(
+                row_id=track_row_id(video_id, track.index, j), video_id=video_id,
+                path=task.path, content_hash=digest, track_index=track.index, proto_index=j,
+                n_frames=len(track.detections), start=track.start, end=track.end,
+                frame=best.frame, box=list(best.face.box), score=best.quality,
+                label=task.label if track.index == labelled else "", embedding=vector))
+    row = ImageRow(image_id=video_id, path=task.path, content_hash=digest, size=size,
+                   mtime_ns=mtime_ns, width=found.width, height=found.height,
+                   n_faces=len(rows), label=task.label, media_type="video")
+    return Outcome(task.path, image=row, tracks=rows)
 
 
 def map_files(tasks: Sequence[Task], settings: Settings,
@@ -319,6 +382,7 @@ class Writer:
         self.max_seconds = max_seconds
         self._images: list[ImageRow] = []
         self._faces: list[FaceRow] = []
+        self._tracks: list[TrackRow] = []
         self._since = time.monotonic()
 
     def add(self, outcome: Outcome) -> None:
@@ -326,6 +390,7 @@ class Writer:
             return
         self._images.append(outcome.image)
         self._faces.extend(outcome.faces)
+        self._tracks.extend(outcome.tracks)
         if (len(self._images) >= self.batch_images
                 or time.monotonic() - self._since > self.max_seconds):
             self.flush()
@@ -334,8 +399,8 @@ class Writer:
         if self._images:
             replace = None if self.known is None else \
                 [im.image_id for im in self._images if im.image_id in self.known]
-            self.collection.write(self._images, self._faces, replace)
-        self._images, self._faces = [], []
+            self.collection.write(self._images, self._faces, replace, self._tracks)
+        self._images, self._faces, self._tracks = [], [], []
         self._since = time.monotonic()
 
 
@@ -385,7 +450,10 @@ def run_ingest(paths: Sequence[str | os.PathLike], collection: FaceCollection,
             else:
                 report.indexed += 1
                 report.faces += len(outcome.faces)
-                report.no_face += not outcome.faces
+                report.no_face += not (outcome.faces or outcome.tracks)
+                if outcome.image and outcome.image.media_type == "video":
+                    report.videos += 1
+                    report.tracks += len({t.track_index for t in outcome.tracks})
                 writer.add(outcome)
             bar.update(1)
             if on_progress:
@@ -415,5 +483,5 @@ def _drop_damaged(known: dict[str, dict], collection: FaceCollection) -> dict[st
 def _progress_bar(total: int, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="img", disable=not enabled or total == 0,
+    return tqdm(total=total, unit="file", disable=not enabled or total == 0,
                 dynamic_ncols=True, smoothing=0.1)

@@ -11,7 +11,7 @@ import hashlib
 import io
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,17 +40,26 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def walk(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
-    """Every regular file under the given files and folders, sorted, hidden ones skipped."""
+def walk(paths: Iterable[str | os.PathLike],
+         unit: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """Every regular file under the given files and folders, sorted, hidden ones skipped.
+
+    A folder for which `unit(folder)` is true is yielded whole instead of its files
+    (a video stored as a folder of frames).
+    """
     for root in paths:
         root = Path(root)
-        if root.is_file():
+        if root.is_file() or (unit and root.is_dir() and unit(root)):
             yield root
             continue
         if not root.is_dir():
             raise MediaError(f"no such file or folder: {root}")
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            if unit:
+                units = [d for d in dirnames if unit(Path(dirpath) / d)]
+                dirnames[:] = [d for d in dirnames if d not in units]
+                yield from (Path(dirpath) / d for d in units)
             for name in sorted(filenames):
                 if not name.startswith("."):
                     yield Path(dirpath) / name

@@ -6,6 +6,8 @@ AWS baseline (whole image + ImageNet CNN, L2), so everything downstream is share
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +15,8 @@ import numpy as np
 from .config import Settings
 from .detect import Face, create_detector
 from .embed import create_embedder
+from .track import Detection, Track, aggregate, frame_quality, link
+from .video import Sampling, read_frames
 
 
 @dataclass
@@ -66,6 +70,50 @@ class Pipeline:
         vectors = self.embedder.embed(image, faces)
         return [EmbeddedFace(i, f, v) for i, (f, v) in enumerate(zip(faces, vectors, strict=True))]
 
+    def track_video(self, path: str | os.PathLike, sampling: Sampling,
+                    max_pixels: int = 50_000_000,
+                    transform: Callable[[np.ndarray, int], np.ndarray] | None = None,
+                    ) -> VideoAnalysis:
+        """Sample a video's frames, find and embed every face, link them into tracks.
+
+        `transform(image, n)` may alter the n-th sampled frame first (experiments).
+        """
+        seen = {"frames": 0, "width": 0, "height": 0}
+
+        def detections() -> Iterator[list[Detection]]:
+            for frame in read_frames(path, sampling, max_pixels):
+                if transform is not None:
+                    frame.image = transform(frame.image, seen["frames"])
+                seen["frames"] += 1
+                seen["height"], seen["width"] = frame.image.shape[:2]
+                found = self.analyze(frame.image)
+                yield [Detection(frame.index, frame.time, ef.face, ef.embedding,
+                                 self._quality(ef.face)) for ef in found]
+
+        tracks = link(detections())
+        return VideoAnalysis(seen["frames"], seen["width"], seen["height"], tracks)
+
+    def _quality(self, face: Face) -> float:
+        # The baseline's "face" is the whole frame: every frame is as good as another.
+        return 1.0 if self.settings.pipeline == "baseline" else frame_quality(face)
+
+    def describe_track(self, track: Track) -> np.ndarray:
+        """The stored descriptor(s) of a track, by the configured aggregation."""
+        if self.metric == "L2":  # raw baseline features: a plain mean, like the frames
+            return track.embeddings().mean(axis=0, keepdims=True).astype(np.float32)
+        return aggregate(track.embeddings(), track.qualities(), self.settings.aggregation,
+                         k=self.settings.prototypes)
+
+
+@dataclass
+class VideoAnalysis:
+    """A video's sampled frame count, frame size and face tracks."""
+
+    frames: int
+    width: int
+    height: int
+    tracks: list[Track]
+
 
 @dataclass(frozen=True)
 class SpaceSpec:
@@ -103,3 +151,10 @@ def largest_face(faces: list[Face]) -> int | None:
     if not faces:
         return None
     return max(range(len(faces)), key=lambda i: faces[i].area)
+
+
+def main_track(tracks: list[Track]) -> int | None:
+    """The most prominent track (largest summed face area): a video's person of interest."""
+    if not tracks:
+        return None
+    return max(range(len(tracks)), key=lambda i: tracks[i].prominence)

@@ -125,3 +125,91 @@ def lfw_markdown(out: Path, results: list[dict], command: str = "") -> Path:
     path = out / name
     path.write_text("\n".join(lines))
     return path
+
+
+# -- YouTube Faces -----------------------------------------------------------------------
+def ytf_plots(out: Path, result: dict) -> None:
+    key = result["pipeline"]
+    for run, data in result["runs"].items():
+        methods = data["methods"]
+        with _figure(out / f"ytf_{key}_{run}_cmc.png") as ax:
+            for name, entry in methods.items():
+                cmc = entry["retrieval"]["cmc"]
+                ax.plot(np.arange(1, len(cmc) + 1), cmc, label=name)
+            ax.set(xlabel="rank", ylabel="identification rate", xlim=(1, 10),
+                   title=f"CMC, YTF video retrieval ({run})")
+            ax.legend()
+            ax.grid(alpha=0.3)
+        with _figure(out / f"ytf_{key}_{run}_roc.png") as ax:
+            for name, entry in methods.items():
+                if "verification" in entry:
+                    far, tar = entry["verification"]["_roc"]
+                    ax.plot(np.maximum(far, 1e-3), tar, label=name)
+            ax.set(xscale="log", xlabel="false accept rate", ylabel="true accept rate",
+                   title=f"ROC, YTF splits.txt pairs ({run})", xlim=(1e-3, 1))
+            ax.legend()
+            ax.grid(alpha=0.3)
+
+
+def ytf_markdown(out: Path, result: dict) -> Path:
+    key = result["pipeline"]
+    lines = [f"# YouTube Faces video retrieval ({key})", "",
+             f"Command: `{result['command']}`" if result.get("command") else "", "",
+             f"{result['videos']} videos of {result['people']} people. Retrieval: every video "
+             "queries all the others (itself excluded); relevant = same person. `single_frame`"
+             ": each frame alone queries every frame of the other videos (metrics averaged "
+             "over query frames). Verification: YTF `splits.txt` pairs whose two videos are "
+             "present, 10-fold over YTF's splits.", ""]
+    for run, data in result["runs"].items():
+        lines += [f"## {run}", "",
+                  f"Frames read {data['frames']}, frames in the person-of-interest track "
+                  f"{data['frames_with_poi']}, videos with no face found "
+                  f"{data['videos_without_face']}.", "",
+                  "| method | queries | mAP | rank-1 | rank-5 | verification pairs | "
+                  "verification acc. (%) | ROC AUC |", "|---|---|---|---|---|---|---|---|"]
+        for name, entry in data["methods"].items():
+            r = entry["retrieval"]
+            v = entry.get("verification")
+            ver = (f"{v['pairs']} ({v['same_pairs']} same) | {v['accuracy'] * 100:.2f} +- "
+                   f"{v['accuracy_std'] * 100:.2f} | {v['auc']:.4f}") if v else "- | - | -"
+            lines.append(f"| {name} | {r['queries']} | {r['mAP']:.4f} | {r['rank1']:.4f} | "
+                         f"{r['rank5']:.4f} | {ver} |")
+        lines += ["", f"![CMC](ytf_{key}_{run}_cmc.png) ![ROC](ytf_{key}_{run}_roc.png)", ""]
+    path = out / f"ytf_{key}.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+# -- occlusion ---------------------------------------------------------------------------
+def occlusion_markdown(out: Path, result: dict) -> Path:
+    key = result["pipeline"]
+    lines = [f"# Occluded LFW queries ({key})", "",
+             f"Command: `{result['command']}`" if result.get("command") else "", "",
+             f"The same queries, clean and with each occluder over the labelled face, "
+             f"searched against the clean {result['gallery_images']}-image LFW gallery "
+             "(query image excluded). Lost = no face found any more near the occluded one "
+             "(counted as a miss).", "",
+             "| query | queries | lost | mAP | rank-1 | rank-5 |", "|---|---|---|---|---|---|"]
+    for kind, r in result["runs"].items():
+        lines.append(f"| {kind} | {r['queries']} | {r['lost']} | {r['mAP']:.4f} | "
+                     f"{r['rank1']:.4f} | {r['rank5']:.4f} |")
+    lines += ["", "![occluders](occlusion_examples.png)", ""]
+    path = out / f"occlusion_lfw_{key}.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def occlusion_examples(path: Path, image_path: str, pipeline, rng) -> None:
+    """One face, clean and under each occluder, side by side."""
+    from .media import load_image
+    from .occlusion import KINDS, occlude
+    from .pipeline import central_face
+
+    image = load_image(image_path)
+    faces = pipeline.detect(image)
+    if not faces:
+        return
+    face = faces[central_face(faces, image.shape)]
+    tiles = [image] + [occlude(image, face, kind, rng) for kind in KINDS]
+    strip = np.concatenate(tiles, axis=1)[:, :, ::-1]
+    Image.fromarray(np.ascontiguousarray(strip)).save(path)

@@ -1,15 +1,25 @@
-"""Search: the query's faces, the person of interest, k-NN over faces, one hit per image."""
+"""Search: the query's faces (or a video's face tracks), the person of interest, k-NN
+over faces and tracks, one hit per image or video.
+
+`target` says where to look: "images" (faces in photos), "videos" (track descriptors)
+or "all" (both, merged by similarity). A photo queries with a face's embedding, a video
+with its track's descriptor(s); both live in the same space, so every pairing works.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .detect import Face
 from .errors import NoFaceError
-from .pipeline import Pipeline, largest_face
-from .store import FaceCollection
+from .pipeline import Pipeline, largest_face, main_track
+from .store import FaceCollection, FaceHit
+from .track import Track
+
+TARGETS = ("all", "images", "videos")
 
 
 @dataclass
@@ -24,7 +34,26 @@ class QueryFace:
 
 
 @dataclass
+class QueryTrack:
+    """A face track found in a query video; `index` orders tracks by first appearance."""
+
+    index: int
+    start: float  # seconds
+    end: float
+    frames: int  # sampled frames the face was seen in
+    frame: int  # its best frame, the thumbnail
+    box: list[float]  # the face in that frame
+    default: bool  # the most prominent track: the person of interest unless told otherwise
+
+
+@dataclass
 class Hit:
+    """One result: an image (its best-matching face) or a video (its best track).
+
+    For videos, `face_index` is the track's number, `box` the face in the thumbnail
+    `frame`, and `start`/`end` the seconds where the person is seen.
+    """
+
     rank: int
     path: str
     image_id: str
@@ -34,6 +63,10 @@ class Hit:
     similarity: float
     match: bool | None  # None when no threshold is known for this model
     label: str
+    media_type: str = "image"
+    start: float | None = None
+    end: float | None = None
+    frame: int | None = None
 
 
 @dataclass
@@ -42,6 +75,7 @@ class SearchResult:
     face: QueryFace
     threshold: float | None
     hits: list[Hit]
+    track: QueryTrack | None = None  # set when the query is a video
 
 
 def describe_faces(faces: list[Face]) -> list[QueryFace]:
@@ -67,26 +101,88 @@ def select_faces(faces: list[Face], face: int | None = None, all_faces: bool = F
     return [face]
 
 
-def search_faces(collection: FaceCollection, pipeline: Pipeline, image: np.ndarray, *,
-                 k: int = 10, face: int | None = None, all_faces: bool = False,
-                 exclude_hash: str = "", threshold: float | None = None,
-                 query_name: str = "query") -> list[SearchResult]:
-    """Search the collection for the chosen face(s) of a BGR image."""
+def describe_tracks(tracks: Sequence[Track]) -> list[QueryTrack]:
+    default = main_track(list(tracks))
+    return [QueryTrack(t.index, round(t.start, 3), round(t.end, 3), len(t.detections),
+                       t.best.frame, [round(float(v), 1) for v in t.best.face.box],
+                       t.index == default) for t in tracks]
+
+
+def select_tracks(tracks: Sequence[Track], track: int | None = None, all_tracks: bool = False,
+                  query_name: str = "query") -> list[int]:
+    """Indices of the tracks to search for: the most prominent, the one asked for, or all."""
+    if not tracks:
+        raise NoFaceError(f"no face found in any sampled frame of {query_name}; try a "
+                          f"higher --video-fps or a video where faces are larger")
+    if all_tracks:
+        return list(range(len(tracks)))
+    if track is None:
+        return [main_track(list(tracks))]  # type: ignore[list-item]
+    if not 0 <= track < len(tracks):
+        raise NoFaceError(f"{query_name} has {len(tracks)} face track(s), numbered 0 to "
+                          f"{len(tracks) - 1} by first appearance; there is no track {track}")
+    return [track]
+
+
+def search_vectors(collection: FaceCollection, vectors: np.ndarray, k: int, *,
+                   target: str = "all", exclude_hash: str = "",
+                   threshold: float | None = None) -> list[Hit]:
+    """The k best images and/or videos for one person described by one or more vectors
+    (a face, or a track's descriptors): each result scored by its best pair."""
     if k < 1:
         raise ValueError("k must be at least 1")
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose from {TARGETS}")
+    found: list[FaceHit] = []
+    if target in ("all", "images"):
+        found += [h for hits in collection.search(vectors, k, exclude_hash) for h in hits]
+    if target in ("all", "videos"):
+        found += [h for hits in collection.search_tracks(vectors, k, exclude_hash)
+                  for h in hits]
+    best: dict[str, FaceHit] = {}
+    for h in found:
+        if h.image_id not in best or h.similarity > best[h.image_id].similarity:
+            best[h.image_id] = h
+    ranked = sorted(best.values(), key=lambda h: -h.similarity)[:k]
+    return [
+        Hit(rank=r, path=h.path, image_id=h.image_id, face_id=h.face_id,
+            face_index=h.face_index, box=h.box, similarity=round(h.similarity, 5),
+            match=None if threshold is None else h.similarity >= threshold, label=h.label,
+            media_type=h.media_type, start=h.extra.get("start"), end=h.extra.get("end"),
+            frame=h.extra.get("frame"))
+        for r, h in enumerate(ranked, start=1)
+    ]
+
+
+def search_faces(collection: FaceCollection, pipeline: Pipeline, image: np.ndarray, *,
+                 k: int = 10, face: int | None = None, all_faces: bool = False,
+                 target: str = "all", exclude_hash: str = "", threshold: float | None = None,
+                 query_name: str = "query") -> list[SearchResult]:
+    """Search the collection for the chosen face(s) of a BGR image."""
     faces = pipeline.detect(image)
     chosen = select_faces(faces, face, all_faces, query_name)
     described = describe_faces(faces)
     vectors = pipeline.embedder.embed(image, [faces[i] for i in chosen])
-    hit_lists = collection.search(vectors, k, exclude_hash=exclude_hash)
+    return [SearchResult(query_name, described[i], threshold,
+                         search_vectors(collection, v[None], k, target=target,
+                                        exclude_hash=exclude_hash, threshold=threshold))
+            for i, v in zip(chosen, vectors, strict=True)]
+
+
+def search_tracks(collection: FaceCollection, pipeline: Pipeline, tracks: Sequence[Track], *,
+                  k: int = 10, track: int | None = None, all_tracks: bool = False,
+                  target: str = "all", exclude_hash: str = "", threshold: float | None = None,
+                  query_name: str = "query") -> list[SearchResult]:
+    """Search the collection for the chosen track(s) of a query video."""
+    chosen = select_tracks(tracks, track, all_tracks, query_name)
+    described = describe_tracks(tracks)
     results = []
-    for i, hits in zip(chosen, hit_lists, strict=True):
-        ranked = [
-            Hit(rank=r, path=h.path, image_id=h.image_id, face_id=h.face_id,
-                face_index=h.face_index, box=h.box, similarity=round(h.similarity, 5),
-                match=None if threshold is None else h.similarity >= threshold,
-                label=h.label)
-            for r, h in enumerate(sorted(hits, key=lambda h: -h.similarity), start=1)
-        ]
-        results.append(SearchResult(query_name, described[i], threshold, ranked))
+    for i in chosen:
+        best = tracks[i].best
+        face = QueryFace(i, described[i].box,
+                         [round(float(v), 1) for v in best.face.landmarks.reshape(-1)],
+                         round(best.face.score, 4), described[i].default)
+        hits = search_vectors(collection, pipeline.describe_track(tracks[i]), k, target=target,
+                              exclude_hash=exclude_hash, threshold=threshold)
+        results.append(SearchResult(query_name, face, threshold, hits, described[i]))
     return results

@@ -9,9 +9,13 @@ models are never compared:
 
 - `faces_<key>`: one row per face: ids, path, content hash, box, landmarks, score,
   label and the unit-length embedding (COSINE).
-- `images_<key>`: one row per ingested file, written *after* its faces. It is the
-  commit marker that makes ingest resumable: a file without one is processed again,
-  and its stale or partial face rows are deleted first.
+- `tracks_<key>`: one row per descriptor of a face track in a video: ids, path, track
+  number, time span, the thumbnail frame and box, label and the descriptor (a track
+  has one, or several with the `prototypes` aggregation).
+- `images_<key>`: one row per ingested image or video, written *after* its faces or
+  tracks (`n_faces` counts those rows). It is the commit marker that makes ingest
+  resumable: a file without one is processed again, and its stale or partial rows are
+  deleted first.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +61,26 @@ class FaceRow:
 
 
 @dataclass
+class TrackRow:
+    """One stored descriptor of a face track (a video's `n_faces` counts these rows)."""
+
+    row_id: str
+    video_id: str
+    path: str
+    content_hash: str
+    track_index: int
+    proto_index: int
+    n_frames: int
+    start: float  # seconds
+    end: float
+    frame: int  # the thumbnail frame: the track's best-quality detection
+    box: list[float]  # the face in that frame
+    score: float  # that detection's quality
+    label: str
+    embedding: np.ndarray
+
+
+@dataclass
 class ImageRow:
     """One ingested file (present even when it holds no face)."""
 
@@ -74,7 +98,9 @@ class ImageRow:
 
 @dataclass
 class FaceHit:
-    """A search hit: the best-matching face of one image."""
+    """A search hit: the best-matching face of one image, or track of one video (then
+    `image_id` is the video's id, `face_index` the track's number and `extra` holds
+    its `start`, `end` and thumbnail `frame`)."""
 
     face_id: str
     image_id: str
@@ -84,9 +110,11 @@ class FaceHit:
     similarity: float
     label: str
     extra: dict = field(default_factory=dict)
+    media_type: str = "image"
 
 
 FACE_FIELDS = [f.name for f in dataclasses.fields(FaceRow)]
+TRACK_FIELDS = [f.name for f in dataclasses.fields(TrackRow)]
 IMAGE_FIELDS = [f.name for f in dataclasses.fields(ImageRow)]
 
 
@@ -96,6 +124,10 @@ def image_id_for(path: str) -> str:
 
 def face_id_for(image_id: str, index: int) -> str:
     return f"{image_id}_{index:04d}"
+
+
+def track_row_id(video_id: str, track: int, proto: int) -> str:
+    return f"{video_id}_{track:04d}_{proto:02d}"
 
 
 def is_server_uri(uri: str) -> bool:
@@ -220,6 +252,7 @@ class FaceCollection:
         self.metric, self.index_params, self.search_ef = metric, index_params, search_ef
         self.client = store.client
         self.faces_name = f"faces_{key}"
+        self.tracks_name = f"tracks_{key}"
         self.images_name = f"images_{key}"
         with database_errors(store.uri):
             self._ensure()
@@ -230,10 +263,16 @@ class FaceCollection:
             self._check_dim()
         else:
             self._create_faces()
+        if not client.has_collection(self.tracks_name):
+            self._create_tracks()  # also upgrades a database made before video support
         if not client.has_collection(self.images_name):
             self._create_images()
-        for name in (self.faces_name, self.images_name):
+        for name in self._names:
             client.load_collection(name)
+
+    @property
+    def _names(self) -> tuple[str, str, str]:
+        return (self.faces_name, self.tracks_name, self.images_name)
 
     def _check_dim(self) -> None:
         desc = self.client.describe_collection(self.faces_name)
@@ -271,6 +310,32 @@ class FaceCollection:
         self.client.create_collection(self.faces_name, schema=schema, index_params=index,
                                       consistency_level="Strong")
 
+    def _create_tracks(self) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("row_id", DataType.VARCHAR, is_primary=True, max_length=64)
+        schema.add_field("video_id", DataType.VARCHAR, max_length=32)
+        schema.add_field("path", DataType.VARCHAR, max_length=MAX_PATH)
+        schema.add_field("content_hash", DataType.VARCHAR, max_length=32)
+        schema.add_field("track_index", DataType.INT32)
+        schema.add_field("proto_index", DataType.INT32)
+        schema.add_field("n_frames", DataType.INT32)
+        schema.add_field("start", DataType.FLOAT)
+        schema.add_field("end", DataType.FLOAT)
+        schema.add_field("frame", DataType.INT64)
+        schema.add_field("box", DataType.ARRAY, element_type=DataType.FLOAT, max_capacity=4)
+        schema.add_field("score", DataType.FLOAT)
+        schema.add_field("label", DataType.VARCHAR, max_length=512)
+        schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.dim)
+        index = self.client.prepare_index_params()
+        index.add_index(field_name="embedding", metric_type=self.metric,
+                        **(self.index_params or self._vector_index()))
+        if self.store.modern:
+            index.add_index(field_name="video_id", index_type="INVERTED")
+        self.client.create_collection(self.tracks_name, schema=schema, index_params=index,
+                                      consistency_level="Strong")
+
     def _vector_index(self) -> dict:
         # Exact search on Milvus Lite: its HNSW can miss hits under a filter, and at the
         # sizes Lite is for, brute force over 128-d vectors is a few milliseconds.
@@ -301,8 +366,9 @@ class FaceCollection:
 
     # -- writes --------------------------------------------------------------------
     def write(self, images: Sequence[ImageRow], faces: Sequence[FaceRow],
-              replace: Sequence[str] | None = None) -> None:
-        """Replace the faces of these images, then mark the images as indexed.
+              replace: Sequence[str] | None = None, tracks: Sequence[TrackRow] = ()) -> None:
+        """Replace the faces (and tracks) of these images and videos, then mark them
+        as indexed.
 
         The order makes a killed write harmless: an image row exists only once all of
         its faces do, and a re-run deletes leftovers of an unmarked image first.
@@ -313,6 +379,8 @@ class FaceCollection:
         self._delete_faces([im.image_id for im in images] if replace is None else replace)
         if faces:
             self.client.insert(self.faces_name, [self._face_dict(f) for f in faces])
+        if tracks:
+            self.client.insert(self.tracks_name, [self._track_dict(t) for t in tracks])
         self.client.upsert(self.images_name, [self._image_dict(im) for im in images])
 
     def touch(self, images: Sequence[ImageRow]) -> None:
@@ -326,6 +394,7 @@ class FaceCollection:
         for chunk in _chunks(list(image_ids), 500):
             self.client.delete(self.images_name, filter=_in_filter("image_id", chunk))
             self.client.delete(self.faces_name, filter=_in_filter("image_id", chunk))
+            self.client.delete(self.tracks_name, filter=_in_filter("video_id", chunk))
 
     def _delete_faces(self, image_ids: Sequence[str]) -> None:
         # Look first: new images (the common case) have nothing to delete, and every
@@ -335,11 +404,15 @@ class FaceCollection:
                                       output_fields=["face_id"])
             if stale:
                 self.client.delete(self.faces_name, ids=[r["face_id"] for r in stale])
+            stale = self.client.query(self.tracks_name, filter=_in_filter("video_id", chunk),
+                                      output_fields=["row_id"])
+            if stale:
+                self.client.delete(self.tracks_name, ids=[r["row_id"] for r in stale])
 
     def flush(self) -> None:
         """Seal what was written so searches read few, large segments (Milvus Lite
         searches each segment in turn: hundreds of small ones cost 10x)."""
-        for name in (self.faces_name, self.images_name):
+        for name in self._names:
             self.client.flush(name)
 
     @staticmethod
@@ -350,6 +423,17 @@ class FaceCollection:
             "face_index": int(f.face_index), "box": [float(v) for v in f.box],
             "landmarks": [float(v) for v in f.landmarks], "score": float(f.score),
             "label": f.label, "embedding": np.asarray(f.embedding, dtype=np.float32).tolist(),
+        }
+
+    @staticmethod
+    def _track_dict(t: TrackRow) -> dict:
+        return {
+            "row_id": t.row_id, "video_id": t.video_id, "path": t.path,
+            "content_hash": t.content_hash, "track_index": int(t.track_index),
+            "proto_index": int(t.proto_index), "n_frames": int(t.n_frames),
+            "start": float(t.start), "end": float(t.end), "frame": int(t.frame),
+            "box": [float(v) for v in t.box], "score": float(t.score), "label": t.label,
+            "embedding": np.asarray(t.embedding, dtype=np.float32).tolist(),
         }
 
     @staticmethod
@@ -370,6 +454,10 @@ class FaceCollection:
         fields = [f for f in FACE_FIELDS if with_embeddings or f != "embedding"]
         yield from self._iterate(self.faces_name, fields)
 
+    def all_tracks(self, with_embeddings: bool = False) -> Iterator[dict]:
+        fields = [f for f in TRACK_FIELDS if with_embeddings or f != "embedding"]
+        yield from self._iterate(self.tracks_name, fields)
+
     def _iterate(self, collection: str, fields: list[str]) -> Iterator[dict]:
         iterator = self.client.query_iterator(collection, batch_size=2000, output_fields=fields)
         try:
@@ -381,52 +469,70 @@ class FaceCollection:
     def get_image(self, image_id: str) -> dict | None:
         rows = self.client.get(self.images_name, ids=[image_id],
                                output_fields=["image_id", "path", "content_hash", "n_faces",
-                                              "label", "width", "height"])
+                                              "label", "width", "height", "media_type"])
         return dict(rows[0]) if rows else None
 
     def consistent(self, images: Iterable[dict]) -> bool:
-        """True when every face row belongs to a marked image (no interrupted write)."""
-        return self.count()["faces"] == sum(int(r["n_faces"]) for r in images)
+        """True when every face and track row belongs to a marked image or video (no
+        interrupted write)."""
+        counts = self.count()
+        return counts["faces"] + counts["tracks"] == sum(int(r["n_faces"]) for r in images)
 
     def face_counts(self) -> dict[str, int]:
-        """Stored face rows per image id (a full scan: for repairs, not for searches)."""
+        """Stored face (or track) rows per image (or video) id: a full scan, for repairs."""
         counts: dict[str, int] = {}
         for row in self._iterate(self.faces_name, ["image_id"]):
             counts[row["image_id"]] = counts.get(row["image_id"], 0) + 1
+        for row in self._iterate(self.tracks_name, ["video_id"]):
+            counts[row["video_id"]] = counts.get(row["video_id"], 0) + 1
         return counts
 
     def check(self) -> None:
         """Cheap guard against answering from a damaged index: every image that has faces
         needs at least one face row. Raises DatabaseError with the recovery step."""
         with database_errors(self.store.uri):
-            faces = self.count()["faces"]
+            counts = self.count()
+            faces = counts["faces"] + counts["tracks"]
             with_faces = self.client.query(self.images_name, filter="n_faces > 0",
                                            output_fields=["count(*)"])[0]["count(*)"]
         if faces < int(with_faces):
             raise DatabaseError(
                 f"the index in {self.store.uri} is damaged or incomplete: {with_faces} images "
-                f"have faces but only {faces} face rows exist. {RECOVERY}")
+                f"have faces but only {faces} face and track rows exist. {RECOVERY}")
 
     def count(self) -> dict[str, int]:
-        faces = self.client.query(self.faces_name, filter="", output_fields=["count(*)"])
-        images = self.client.query(self.images_name, filter="", output_fields=["count(*)"])
-        return {"faces": int(faces[0]["count(*)"]), "images": int(images[0]["count(*)"])}
+        """Rows: faces, tracks, images (files of any kind) and videos among them."""
+        def rows(name: str, where: str = "") -> int:
+            return int(self.client.query(name, filter=where, output_fields=["count(*)"])[0]
+                       ["count(*)"])
+
+        return {"faces": rows(self.faces_name), "tracks": rows(self.tracks_name),
+                "images": rows(self.images_name, 'media_type == "image"'),
+                "videos": rows(self.images_name, 'media_type == "video"')}
 
     def search(self, vectors: np.ndarray, k: int, exclude_hash: str = "",
                per_image: bool = True) -> list[list[FaceHit]]:
         """For each query vector, the k best images (their best face each), best first."""
         with database_errors(self.store.uri):
-            return self._search(vectors, k, exclude_hash, per_image)
+            return self._search(_FACES, vectors, k, exclude_hash, per_image)
 
-    def _search(self, vectors: np.ndarray, k: int, exclude_hash: str,
-                per_image: bool) -> list[list[FaceHit]]:
-        if per_image and not self.store.modern:
-            return [self._search_grouped_client_side(v, k, exclude_hash) for v in vectors]
-        kwargs = {"group_by_field": "image_id"} if per_image else {}
-        result = self._raw_search(vectors, k, exclude_hash, **kwargs)
-        return [[self._hit(h) for h in hits] for hits in result]
+    def search_tracks(self, vectors: np.ndarray, k: int,
+                      exclude_hash: str = "") -> list[list[FaceHit]]:
+        """For each query vector, the k best videos (their best track descriptor each)."""
+        with database_errors(self.store.uri):
+            return self._search(_TRACKS, vectors, k, exclude_hash, True)
 
-    def _raw_search(self, vectors: np.ndarray, limit: int, exclude_hash: str, **kwargs):
+    def _search(self, kind: _Kind, vectors: np.ndarray, k: int, exclude_hash: str,
+                grouped: bool) -> list[list[FaceHit]]:
+        if grouped and not self.store.modern:
+            return [self._search_grouped_client_side(kind, v, k, exclude_hash)
+                    for v in vectors]
+        kwargs = {"group_by_field": kind.group} if grouped else {}
+        result = self._raw_search(kind, vectors, k, exclude_hash, **kwargs)
+        return [[kind.hit(h, self.metric) for h in hits] for hits in result]
+
+    def _raw_search(self, kind: _Kind, vectors: np.ndarray, limit: int, exclude_hash: str,
+                    **kwargs):
         params: dict = {"metric_type": self.metric}
         if self.search_ef:
             params["params"] = {"ef": max(self.search_ef, limit)}
@@ -435,36 +541,67 @@ class FaceCollection:
         if exclude_hash:
             kwargs["filter"] = f'content_hash != "{exclude_hash}"'
         return self.client.search(
-            self.faces_name, data=[np.asarray(v, dtype=np.float32).tolist() for v in vectors],
-            limit=limit, search_params=params,
-            output_fields=["image_id", "path", "face_index", "box", "label"], **kwargs,
+            getattr(self, kind.collection),
+            data=[np.asarray(v, dtype=np.float32).tolist() for v in vectors],
+            limit=limit, search_params=params, output_fields=list(kind.fields), **kwargs,
         )
 
-    def _search_grouped_client_side(self, vector: np.ndarray, k: int,
+    def _search_grouped_client_side(self, kind: _Kind, vector: np.ndarray, k: int,
                                     exclude_hash: str) -> list[FaceHit]:
-        """Servers before 2.4 cannot group: fetch more faces until k images are found."""
+        """Servers before 2.4 cannot group: fetch more rows until k images are found."""
         limit = max(4 * k, 64)
         while True:
             limit = min(limit, 16384)  # Milvus's cap on limit
-            faces = [self._hit(h) for h in self._raw_search(vector[None], limit,
-                                                              exclude_hash)[0]]
+            rows = [kind.hit(h, self.metric)
+                    for h in self._raw_search(kind, vector[None], limit, exclude_hash)[0]]
             best: dict[str, FaceHit] = {}
-            for hit in faces:  # best first, so the first face seen per image wins
+            for hit in rows:  # best first, so the first row seen per image wins
                 best.setdefault(hit.image_id, hit)
-            if len(best) >= k or len(faces) < limit or limit == 16384:
+            if len(best) >= k or len(rows) < limit or limit == 16384:
                 return list(best.values())[:k]
             limit *= 4
 
-    def _hit(self, h: dict) -> FaceHit:
-        e = h["entity"]
-        # Higher is better everywhere: cosine as is; L2 (Milvus gives it squared) negated.
-        score = float(h["distance"])
-        similarity = score if self.metric != "L2" else -float(np.sqrt(max(score, 0.0)))
-        return FaceHit(
-            face_id=str(h.get("id", h.get("face_id"))), image_id=e["image_id"], path=e["path"],
-            face_index=int(e["face_index"]), box=[float(v) for v in e["box"]],
-            similarity=similarity, label=e.get("label", ""),
-        )
+
+def _similarity(distance: float, metric: str) -> float:
+    # Higher is better everywhere: cosine as is; L2 (Milvus gives it squared) negated.
+    return distance if metric != "L2" else -float(np.sqrt(max(distance, 0.0)))
+
+
+def _face_hit(h: dict, metric: str) -> FaceHit:
+    e = h["entity"]
+    return FaceHit(
+        face_id=str(h.get("id", h.get("face_id"))), image_id=e["image_id"], path=e["path"],
+        face_index=int(e["face_index"]), box=[float(v) for v in e["box"]],
+        similarity=_similarity(float(h["distance"]), metric), label=e.get("label", ""),
+    )
+
+
+def _track_hit(h: dict, metric: str) -> FaceHit:
+    e = h["entity"]
+    return FaceHit(
+        face_id=str(h.get("id", h.get("row_id"))), image_id=e["video_id"], path=e["path"],
+        face_index=int(e["track_index"]), box=[float(v) for v in e["box"]],
+        similarity=_similarity(float(h["distance"]), metric), label=e.get("label", ""),
+        extra={"start": round(float(e["start"]), 3), "end": round(float(e["end"]), 3),
+               "frame": int(e["frame"])},
+        media_type="video",
+    )
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """What differs between searching faces (per image) and tracks (per video)."""
+
+    collection: str  # attribute of FaceCollection holding the collection's name
+    group: str
+    fields: tuple[str, ...]
+    hit: Callable[[dict, str], FaceHit]
+
+
+_FACES = _Kind("faces_name", "image_id", ("image_id", "path", "face_index", "box", "label"),
+               _face_hit)
+_TRACKS = _Kind("tracks_name", "video_id", ("video_id", "path", "track_index", "box", "label",
+                                             "start", "end", "frame"), _track_hit)
 
 
 @contextlib.contextmanager
@@ -481,11 +618,16 @@ def database_errors(uri: str) -> Iterator[None]:
 
 
 def copy_space(src: FaceCollection, dst: FaceCollection, batch: int = 1000) -> dict[str, int]:
-    """Copy every face and image row of one space, streaming; images last, as ingest does."""
+    """Copy every face, track and image row of one space, streaming; images last, as
+    ingest does."""
     counts = {"faces": 0, "images": 0}
     for chunk in _chunks(src.all_faces(with_embeddings=True), batch):
         dst.client.upsert(dst.faces_name, [dst._face_dict(FaceRow(**r)) for r in chunk])
         counts["faces"] += len(chunk)
+    counts["tracks"] = 0
+    for chunk in _chunks(src.all_tracks(with_embeddings=True), batch):
+        dst.client.upsert(dst.tracks_name, [dst._track_dict(TrackRow(**r)) for r in chunk])
+        counts["tracks"] += len(chunk)
     for chunk in _chunks(src.images(), batch):
         dst.client.upsert(dst.images_name, [dst._image_dict(ImageRow(**r)) for r in chunk])
         counts["images"] += len(chunk)
