@@ -5,14 +5,14 @@ BIN    := $(VENV)/bin
 LFW    ?= ../shared/data/lfw/lfw-deepfunneled
 QUERY  ?= $(LFW)/George_W_Bush/George_W_Bush_0001.jpg
 
-.PHONY: venv demo test bench bench-scale bench-video clean
+.PHONY: venv browser demo test bench bench-scale bench-video bench-api clean
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[baseline,eval,test]'
+	$(BIN)/pip install --quiet -e '.[baseline,eval,serve,test]'
 	touch $@
 
 demo: venv
@@ -20,9 +20,19 @@ demo: venv
 	$(BIN)/revsearch index "$(LFW)" --labels auto
 	$(BIN)/revsearch search "$(QUERY)" -k 10
 
-test: venv
+test: venv browser
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest
+
+# The web page's end-to-end test drives Debian's Chromium; install it when we can.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "no chromium: install it (apt-get install chromium) or the browser test is skipped"; \
+	  fi; }
 
 bench: venv
 	$(BIN)/python bench/bench_lfw.py
@@ -32,6 +42,9 @@ bench-scale: venv
 
 bench-video: venv
 	$(BIN)/python bench/bench_video.py
+
+bench-api: venv
+	$(BIN)/python bench/bench_api.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -91,7 +91,7 @@ def test_mutated_real_videos(tmp_path):
     cap = cv2.VideoCapture(str(mpg))
     writer = cv2.VideoWriter(str(avi), cv2.VideoWriter_fourcc(*"MJPG"), 25, (360, 288))
     for _ in range(20):
-        ok, frame = cap.read()
+        _, frame = cap.read()
         writer.write(frame)
     writer.release()
     cap.release()

@@ -124,9 +124,7 @@ class RevSearch:
         the person is seen. A query that is itself in the index is left out of its own
         results unless `include_query`. Raises NoFaceError when the query shows no face.
         """
-        if not self._checked:
-            self.collection.check()
-            self._checked = True
+        self.check()
         with self._video_query(query) as video:
             if video is not None:
                 digest = "" if include_query else video_digest(video)
@@ -139,6 +137,13 @@ class RevSearch:
                             all_faces=all_faces, target=target,
                             exclude_hash="" if include_query else digest,
                             threshold=self.threshold(), query_name=name)
+
+    def check(self) -> None:
+        """Refuse to answer from a damaged index (once per open index: the check counts
+        rows, which costs a few hundred milliseconds on a large Milvus Lite file)."""
+        if not self._checked:
+            self.collection.check()
+            self._checked = True
 
     def threshold(self) -> float | None:
         """The match threshold: a setting if given, else the stored calibration."""

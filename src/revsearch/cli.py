@@ -194,6 +194,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from . import serve
+
+    settings = _settings(args)
+    if args.max_upload_bytes:
+        settings["max_upload_bytes"] = args.max_upload_bytes
+    serve.serve(host=args.host, port=args.port, **settings)
+    return 0
+
+
 def _eval_db(settings) -> str:
     return str(settings.home / "eval" / f"lfw_{settings.pipeline_key}.db")
 
@@ -237,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_faces)
+
+    p = sub.add_parser("serve", parents=[common], help="the REST API and web page")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-upload-bytes", type=int, help="largest upload accepted (413 above)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("stats", parents=[common], help="what the index holds")
     p.add_argument("--json", action="store_true")

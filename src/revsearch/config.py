@@ -55,6 +55,8 @@ class Settings:
     video_every: int = 1
     video_max_frames: int = 1500
     max_video_bytes: int = 4 * 1024 * 1024 * 1024
+    # `revsearch serve` refuses request bodies larger than this (HTTP 413).
+    max_upload_bytes: int = 100 * 1024 * 1024
     # How a face track becomes stored descriptors: mean, quality, prototypes or single
     # (track.py; docs/experiments.md compares them on YouTube Faces).
     aggregation: str = "quality"

@@ -472,6 +472,29 @@ class FaceCollection:
                                               "label", "width", "height", "media_type"])
         return dict(rows[0]) if rows else None
 
+    def get_face(self, face_id: str) -> dict | None:
+        rows = self.client.get(self.faces_name, ids=[face_id],
+                               output_fields=["image_id", "path", "face_index", "box", "label"])
+        return dict(rows[0]) if rows else None
+
+    def get_track(self, video_id: str, track_index: int) -> dict | None:
+        """A track's first descriptor row (time span, thumbnail frame and box)."""
+        rows = self.client.get(self.tracks_name, ids=[track_row_id(video_id, track_index, 0)],
+                               output_fields=["video_id", "path", "track_index", "start",
+                                              "end", "frame", "box", "label"])
+        return dict(rows[0]) if rows else None
+
+    def list_images(self, offset: int = 0, limit: int = 50, label: str = "") -> list[dict]:
+        """A page of indexed files, optionally those whose label contains `label`
+        (letters, digits, space, '_' and '-' only: the text goes into a filter)."""
+        if label and not all(c.isalnum() or c in " _-" for c in label):
+            raise ValueError("label filter: letters, digits, spaces, '_' and '-' only")
+        where = f'label like "%{label}%"' if label else ""
+        rows = self.client.query(self.images_name, filter=where, offset=offset, limit=limit,
+                                 output_fields=["image_id", "path", "label", "media_type",
+                                                "n_faces", "width", "height"])
+        return [dict(r) for r in rows]
+
     def consistent(self, images: Iterable[dict]) -> bool:
         """True when every face and track row belongs to a marked image or video (no
         interrupted write)."""

@@ -1,0 +1,174 @@
+"""The REST API against a real index of an LFW subset (FastAPI TestClient, real Milvus Lite)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import DATA, lfw
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from revsearch.serve import create_app
+
+GRID = DATA / "videos" / "grid"
+
+
+@pytest.fixture(scope="module")
+def collage(tmp_path_factory) -> Path:
+    """Colin Powell (larger, left) beside Tony Blair (right), photos not in the index."""
+    left = Image.open(lfw("Colin_Powell", 50)).resize((320, 320))
+    right = Image.open(lfw("Tony_Blair", 50))
+    canvas = Image.new("RGB", (570, 320), (200, 200, 200))
+    canvas.paste(left, (0, 0))
+    canvas.paste(right, (320, 35))
+    path = tmp_path_factory.mktemp("collage") / "powell_and_blair.jpg"
+    canvas.save(path, quality=95)
+    return path
+
+
+@pytest.fixture(scope="module")
+def client(indexed, tmp_path_factory):
+    """A private copy of the indexed subset (this module adds to it), served in-process."""
+    work = tmp_path_factory.mktemp("serve")
+    db = work / "serve.db"
+    shutil.copytree(indexed["db"], db)
+    app = create_app(db=str(db), home=work, workers=1, max_upload_bytes=2_000_000)
+    with TestClient(app) as c:
+        yield c
+
+
+def _labels(body: dict) -> list[str]:
+    return [h["label"] for h in body["results"][0]["hits"]]
+
+
+def test_stats(client):
+    stats = client.get("/api/stats").json()
+    assert stats["backend"] == "lite" and stats["pipeline"] == "sface"
+    assert stats["images"] >= 100 and stats["faces"] >= stats["images"]
+    assert stats["threshold"] == pytest.approx(0.358, abs=0.01)
+
+
+def test_search_upload_and_pick_a_face(client, collage):
+    with open(collage, "rb") as fh:
+        first = client.post("/api/search", files={"file": ("c.jpg", fh, "image/jpeg")},
+                            data={"k": "5"})
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert len(body["query"]["faces"]) == 2 and body["query"]["faces"][0]["default"]
+    assert set(_labels(body)[:5]) == {"Colin_Powell"}
+    # The second face, by index and by box, without uploading again.
+    qid = body["query"]["id"]
+    by_index = client.post("/api/search", data={"query": qid, "face": "1", "k": "5"}).json()
+    assert set(_labels(by_index)) == {"Tony_Blair"}
+    box = ",".join(str(v) for v in body["query"]["faces"][1]["box"])
+    by_box = client.post("/api/search", data={"query": qid, "box": box, "k": "5"}).json()
+    assert _labels(by_box) == _labels(by_index)
+    hit = by_index["results"][0]["hits"][0]
+    assert hit["match"] is True and hit["media_type"] == "image"
+    thumb = client.get(hit["thumb_url"])
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    media = client.get(hit["media_url"])
+    assert media.status_code == 200 and media.content == Path(hit["path"]).read_bytes()
+
+
+def test_faces_of_an_uploaded_query(client, collage):
+    posted = client.post("/api/queries", files={"file": ("c.jpg", collage.read_bytes())}).json()
+    again = client.get("/api/faces", params={"query": posted["id"]}).json()
+    assert again == posted and posted["kind"] == "image" and len(posted["faces"]) == 2
+    assert client.get("/api/faces", params={"query": "0" * 32}).status_code == 404
+
+
+def test_pick_an_indexed_image_and_browse(client):
+    items = client.get("/api/collection", params={"label": "Blair"}).json()["items"]
+    assert items and all("Tony_Blair" in i["label"] for i in items)
+    body = client.post("/api/search", data={"media": items[0]["image_id"], "k": "3"}).json()
+    assert set(_labels(body)) == {"Tony_Blair"}
+    # The picked image itself is excluded, as for any query that is in the index.
+    assert all(h["image_id"] != items[0]["image_id"] for h in body["results"][0]["hits"])
+    bad = client.get("/api/collection", params={"label": 'x" or 1==1'})
+    assert bad.status_code == 400
+
+
+def test_no_face_and_bad_files(client, tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 200), (90, 120, 150)).save(blank)
+    r = client.post("/api/search", files={"file": ("blank.png", blank.read_bytes())})
+    assert r.status_code == 422 and "no face" in r.json()["detail"]
+    r = client.post("/api/search", files={"file": ("photo.jpg", b"just some text, not a photo")})
+    assert r.status_code == 415 and "not an image or a video" in r.json()["detail"]
+    truncated = lfw("Colin_Powell", 3).read_bytes()[:3000]
+    r = client.post("/api/search", files={"file": ("cut.jpg", truncated)})
+    assert r.status_code == 400 and "cannot decode" in r.json()["detail"]
+    assert client.post("/api/search", data={"k": "3"}).status_code == 400
+    assert client.post("/api/search", data={"query": "nope", "k": "500"}).status_code == 400
+
+
+def test_upload_limit(client):
+    big = b"\xff\xd8\xff" + bytes(2_100_000)
+    r = client.post("/api/search", files={"file": ("big.jpg", big)})
+    assert r.status_code == 413 and "too large" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: the body is counted as it arrives
+        yield (b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
+               b"Content-Type: image/jpeg\r\n\r\n\xff\xd8\xff")
+        for _ in range(40):
+            yield bytes(100_000)
+        yield b"\r\n--x--\r\n"
+
+    r = client.post("/api/index", content=chunks(),
+                    headers={"content-type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 413
+
+
+@pytest.mark.parametrize("path", [
+    "/api/media/..%2F..%2F..%2Fetc%2Fpasswd", "/api/media/../../etc/passwd",
+    "/api/media/%2Fetc%2Fpasswd", "/api/media/" + "a" * 32, "/api/media/ABCDEF",
+    "/api/thumb/..%2Fsecret", "/static/..%2F..%2Fapi.py", "/static/serve.py",
+])
+def test_no_path_traversal(client, path):
+    r = client.get(path)
+    assert r.status_code == 404
+    assert b"root:" not in r.content and b"import" not in r.content
+
+
+def test_index_upload_then_find_it(client, collage):
+    with open(lfw("Tony_Blair", 60), "rb") as fh:
+        r = client.post("/api/index", files={"file": ("blair.jpg", fh)})
+    assert r.status_code == 200 and r.json()["indexed"] == 1, r.text
+    added = Path(r.json()["path"])
+    assert added.is_file() and added.read_bytes() == lfw("Tony_Blair", 60).read_bytes()
+    hits = client.post("/api/search", files={"file": ("c.jpg", collage.read_bytes())},
+                       data={"face": "1", "k": "20"}).json()["results"][0]["hits"]
+    assert str(added) in [h["path"] for h in hits]
+    r = client.post("/api/index", files={"file": ("notes.txt", b"hello")})
+    assert r.status_code == 415
+
+
+def test_video_query_and_video_results(client):
+    if not GRID.is_dir():
+        pytest.skip("GRID clips not found")
+    with open(GRID / "pwij3p.mpg", "rb") as fh:
+        assert client.post("/api/index", files={"file": ("a.mpg", fh)}).json()["videos"] == 1
+    with open(GRID / "id2_vcd_swwp2s.mpg", "rb") as fh:
+        r = client.post("/api/search", files={"file": ("b.mpg", fh)},
+                        data={"target": "videos", "k": "3"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["query"]["kind"] == "video" and body["query"]["tracks"][0]["default"]
+    track_thumb = client.get(body["query"]["tracks"][0]["thumb_url"])
+    assert track_thumb.status_code == 200
+    top = body["results"][0]["hits"][0]
+    assert top["media_type"] == "video" and top["match"] and top["end"] > top["start"]
+    assert client.get(top["thumb_url"]).headers["content-type"] == "image/jpeg"
+    media = client.get(top["media_url"])
+    assert media.status_code == 200 and media.content == (GRID / "pwij3p.mpg").read_bytes()
+
+
+def test_openapi_docs(client):
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    for p in ("/api/search", "/api/faces", "/api/index", "/api/media/{media_id}",
+              "/api/stats", "/api/queries"):
+        assert p in paths
