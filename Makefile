@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 LFW    ?= ../shared/data/lfw/lfw-deepfunneled
 QUERY  ?= $(LFW)/George_W_Bush/George_W_Bush_0001.jpg
 
-.PHONY: venv browser demo test bench bench-scale bench-video bench-api clean
+.PHONY: venv browser demo test bench bench-scale bench-video bench-api notebook clean
 
 venv: $(VENV)/.installed
 
@@ -45,6 +45,13 @@ bench-video: venv
 
 bench-api: venv
 	$(BIN)/python bench/bench_api.py
+
+# Re-run the walkthrough and keep its outputs in the file (the tests run it too).
+notebook: venv
+	cd notebooks && ../$(BIN)/python -c "import nbformat, nbclient; \
+	nb = nbformat.read('walkthrough.ipynb', 4); \
+	nbclient.NotebookClient(nb, timeout=600, kernel_name='python3').execute(); \
+	nbformat.write(nb, 'walkthrough.ipynb')"
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

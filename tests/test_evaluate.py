@@ -96,3 +96,23 @@ def test_retrieval_on_a_hand_made_gallery():
     assert r["queries"] == 2 and r["rank1"] == 0.5 and r["cmc"] == [0.5, 1.0]
     assert r["rank1_misses"] == 1 and r["rank1_misses_on_unlabelled_face"] == 1
     assert r["mAP"] == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_eval_occlusion_on_a_small_lfw(tmp_path):
+    require_data()
+    root = _mini_root(tmp_path / "lfw", per_person=6)
+    out = tmp_path / "results"
+    env = {"REVSEARCH_HOME": str(tmp_path / "home"), "REVSEARCH_WORKERS": "2"}
+    res = run_cli("eval", "occlusion", "--lfw", str(root), "--queries", "30", "--out",
+                  str(out), env=env, timeout=600)
+    assert res.returncode == 0, res.stderr
+    result = json.loads((out / "occlusion_lfw_sface.json").read_text())
+    runs = result["runs"]
+    assert set(runs) == {"clean", "sunglasses", "mask", "patch"}
+    assert all(r["queries"] == 30 for r in runs.values())
+    # Six people: clean queries find their person (only the faceless walls are lost);
+    # covering the eyes costs more than that.
+    assert runs["clean"]["rank1"] >= 0.9 and runs["clean"]["lost"] <= 2
+    assert runs["sunglasses"]["mAP"] < runs["clean"]["mAP"]
+    assert (out / "occlusion_lfw_sface.md").is_file()
+    assert (out / "occlusion_examples.png").read_bytes()[:4] == b"\x89PNG"

@@ -172,3 +172,50 @@ def test_openapi_docs(client):
     for p in ("/api/search", "/api/faces", "/api/index", "/api/media/{media_id}",
               "/api/stats", "/api/queries"):
         assert p in paths
+
+
+def test_cli_serve_binds_loopback_only(indexed, tmp_path):
+    """`revsearch serve` answers on 127.0.0.1 and not on the machine's other addresses."""
+    import contextlib
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    db = tmp_path / "cli.db"
+    shutil.copytree(indexed["db"], db)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "revsearch", "serve", "--db", str(db),
+                             "--home", str(tmp_path), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/api/stats", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.3)
+        assert r.status_code == 200 and r.json()["images"] > 0
+        others = set()
+        with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.connect(("192.0.2.1", 9))  # picks the outward interface; sends nothing
+            others.add(u.getsockname()[0])
+        others |= {a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None,
+                                                       socket.AF_INET)}
+        others -= {"127.0.0.1", "0.0.0.0"}
+        if not others:
+            pytest.skip("this machine has no address besides loopback to try")
+        for address in others:
+            with socket.socket() as s, pytest.raises(OSError):
+                s.settimeout(2)
+                s.connect((address, port))
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -157,9 +157,11 @@ def search_vectors(collection: FaceCollection, vectors: np.ndarray, k: int, *,
 def search_faces(collection: FaceCollection, pipeline: Pipeline, image: np.ndarray, *,
                  k: int = 10, face: int | None = None, all_faces: bool = False,
                  target: str = "all", exclude_hash: str = "", threshold: float | None = None,
-                 query_name: str = "query") -> list[SearchResult]:
-    """Search the collection for the chosen face(s) of a BGR image."""
-    faces = pipeline.detect(image)
+                 query_name: str = "query",
+                 detected: list[Face] | None = None) -> list[SearchResult]:
+    """Search the collection for the chosen face(s) of a BGR image (`detected`: its faces
+    as this pipeline's detector found them already, to skip detecting again)."""
+    faces = pipeline.detect(image) if detected is None else detected
     chosen = select_faces(faces, face, all_faces, query_name)
     described = describe_faces(faces)
     vectors = pipeline.embedder.embed(image, [faces[i] for i in chosen])
