@@ -79,6 +79,23 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="session")
+def collage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Colin Powell (larger, left) beside Tony Blair (right), from photos not in the
+    indexed subset: a query with two people."""
+    from PIL import Image
+
+    require_data()
+    left = Image.open(lfw("Colin_Powell", 50)).resize((320, 320))
+    right = Image.open(lfw("Tony_Blair", 50))
+    canvas = Image.new("RGB", (320 + 250, 320), (200, 200, 200))
+    canvas.paste(left, (0, 0))
+    canvas.paste(right, (320, 35))
+    path = tmp_path_factory.mktemp("collage") / "powell_and_blair.jpg"
+    canvas.save(path, quality=95)
+    return path
+
+
+@pytest.fixture(scope="session")
 def indexed(tmp_path_factory: pytest.TempPathFactory, subset_dir: Path) -> dict:
     """The subset indexed once into its own database; tests open it read-only."""
     import revsearch

@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from conftest import lfw, require_data
-from PIL import Image
+from conftest import lfw
 
 import revsearch
 from revsearch.errors import NoFaceError
 from revsearch.store import image_id_for
-
-
-@pytest.fixture(scope="module")
-def collage(tmp_path_factory) -> Path:
-    """Colin Powell (larger, left) beside Tony Blair (right), from photos not in the index."""
-    require_data()
-    left = Image.open(lfw("Colin_Powell", 50)).resize((320, 320))
-    right = Image.open(lfw("Tony_Blair", 50))
-    canvas = Image.new("RGB", (320 + 250, 320), (200, 200, 200))
-    canvas.paste(left, (0, 0))
-    canvas.paste(right, (320, 35))
-    path = tmp_path_factory.mktemp("collage") / "powell_and_blair.jpg"
-    canvas.save(path, quality=95)
-    return path
 
 
 @pytest.fixture

@@ -16,19 +16,6 @@ GRID = DATA / "videos" / "grid"
 
 
 @pytest.fixture(scope="module")
-def collage(tmp_path_factory) -> Path:
-    """Colin Powell (larger, left) beside Tony Blair (right), photos not in the index."""
-    left = Image.open(lfw("Colin_Powell", 50)).resize((320, 320))
-    right = Image.open(lfw("Tony_Blair", 50))
-    canvas = Image.new("RGB", (570, 320), (200, 200, 200))
-    canvas.paste(left, (0, 0))
-    canvas.paste(right, (320, 35))
-    path = tmp_path_factory.mktemp("collage") / "powell_and_blair.jpg"
-    canvas.save(path, quality=95)
-    return path
-
-
-@pytest.fixture(scope="module")
 def client(indexed, tmp_path_factory):
     """A private copy of the indexed subset (this module adds to it), served in-process."""
     work = tmp_path_factory.mktemp("serve")

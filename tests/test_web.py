@@ -15,8 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import lfw
-from PIL import Image
 
 CHROMIUM = os.environ.get("REVSEARCH_CHROMIUM", "/usr/bin/chromium")
 # Flags for a closed network and a root user (see the environment notes in docs/).
@@ -65,28 +63,15 @@ def page(server):
         browser.close()
 
 
-@pytest.fixture(scope="module")
-def two_people(tmp_path_factory) -> Path:
-    """Colin Powell (larger, left) and Tony Blair (right), photos not in the index."""
-    left = Image.open(lfw("Colin_Powell", 50)).resize((320, 320))
-    right = Image.open(lfw("Tony_Blair", 50))
-    canvas = Image.new("RGB", (570, 320), (200, 200, 200))
-    canvas.paste(left, (0, 0))
-    canvas.paste(right, (320, 35))
-    path = tmp_path_factory.mktemp("photo") / "two_people.jpg"
-    canvas.save(path, quality=95)
-    return path
-
-
 def _result_labels(page) -> list[str]:
     return page.locator("#results .hit").evaluate_all(
         "cards => cards.map(c => c.dataset.label)")
 
 
-def test_upload_click_second_face(page, server, two_people):
+def test_upload_click_second_face(page, server, collage):
     page.goto(server)
     page.wait_for_function("document.querySelector('#stats').textContent.includes('photos')")
-    page.set_input_files("#file", str(two_people))
+    page.set_input_files("#file", str(collage))
     page.locator(".facebox").nth(1).wait_for()
     assert page.locator(".facebox").count() == 2
     # The largest face (Powell) is pre-selected and searched for.

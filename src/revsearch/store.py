@@ -302,13 +302,7 @@ class FaceCollection:
         schema.add_field("score", DataType.FLOAT)
         schema.add_field("label", DataType.VARCHAR, max_length=512)
         schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.dim)
-        index = self.client.prepare_index_params()
-        index.add_index(field_name="embedding", metric_type=self.metric,
-                        **(self.index_params or self._vector_index()))
-        if self.store.modern:
-            index.add_index(field_name="image_id", index_type="INVERTED")
-        self.client.create_collection(self.faces_name, schema=schema, index_params=index,
-                                      consistency_level="Strong")
+        self._create_vector_collection(self.faces_name, schema, group_field="image_id")
 
     def _create_tracks(self) -> None:
         from pymilvus import DataType, MilvusClient
@@ -328,12 +322,16 @@ class FaceCollection:
         schema.add_field("score", DataType.FLOAT)
         schema.add_field("label", DataType.VARCHAR, max_length=512)
         schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self.dim)
+        self._create_vector_collection(self.tracks_name, schema, group_field="video_id")
+
+    def _create_vector_collection(self, name: str, schema, group_field: str) -> None:
+        """Create a collection whose `embedding` is searched and grouped by `group_field`."""
         index = self.client.prepare_index_params()
         index.add_index(field_name="embedding", metric_type=self.metric,
                         **(self.index_params or self._vector_index()))
         if self.store.modern:
-            index.add_index(field_name="video_id", index_type="INVERTED")
-        self.client.create_collection(self.tracks_name, schema=schema, index_params=index,
+            index.add_index(field_name=group_field, index_type="INVERTED")
+        self.client.create_collection(name, schema=schema, index_params=index,
                                       consistency_level="Strong")
 
     def _vector_index(self) -> dict:
