@@ -56,6 +56,9 @@ def _session(model: bytes | str, threads: int):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    # Idle worker threads spin by default, burning the core that the database search or
+    # the next decode needs right after (query p50 56 -> see docs/experiments.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 

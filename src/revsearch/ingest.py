@@ -197,7 +197,12 @@ _worker_pipeline: Pipeline | None = None
 
 def _init_worker(settings: Settings) -> None:
     global _worker_pipeline
+    import cv2
+
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # One worker per core: OpenCV's own thread pool (the detector's DNN, resizing) would
+    # otherwise start a thread per core in every worker and make them fight.
+    cv2.setNumThreads(1)
     _exit_with_parent()
     _worker_pipeline = Pipeline(settings, threads=1)
 

@@ -134,9 +134,9 @@ def search_vectors(collection: FaceCollection, vectors: np.ndarray, k: int, *,
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose from {TARGETS}")
     found: list[FaceHit] = []
-    if target in ("all", "images"):
+    if target in ("all", "images") and (target == "images" or collection.holds("faces")):
         found += [h for hits in collection.search(vectors, k, exclude_hash) for h in hits]
-    if target in ("all", "videos"):
+    if target == "videos" or (target == "all" and collection.holds("tracks")):
         found += [h for hits in collection.search_tracks(vectors, k, exclude_hash)
                   for h in hits]
     best: dict[str, FaceHit] = {}

@@ -251,6 +251,7 @@ class FaceCollection:
         self.store, self.key, self.dim = store, key, dim
         self.metric, self.index_params, self.search_ef = metric, index_params, search_ef
         self.client = store.client
+        self._non_empty: set[str] = set()
         self.faces_name = f"faces_{key}"
         self.tracks_name = f"tracks_{key}"
         self.images_name = f"images_{key}"
@@ -536,6 +537,19 @@ class FaceCollection:
         """For each query vector, the k best images (their best face each), best first."""
         with database_errors(self.store.uri):
             return self._search(_FACES, vectors, k, exclude_hash, per_image)
+
+    def holds(self, kind: str) -> bool:
+        """Whether the "faces" or "tracks" collection has rows: a photo-only index need
+        not pay a track search per query. Cheap (collection statistics); once seen
+        non-empty, not asked again."""
+        if kind in self._non_empty:
+            return True
+        name = self.faces_name if kind == "faces" else self.tracks_name
+        with database_errors(self.store.uri):
+            rows = int(self.client.get_collection_stats(name).get("row_count", 0))
+        if rows:
+            self._non_empty.add(kind)
+        return bool(rows)
 
     def search_tracks(self, vectors: np.ndarray, k: int,
                       exclude_hash: str = "") -> list[list[FaceHit]]:
