@@ -90,7 +90,9 @@ class RssSampler:
         return self.peak
 
 
-def bench_server(uri: str, base: np.ndarray, n: int, queries: np.ndarray, k: int) -> dict:
+def bench_server(uri: str, base: np.ndarray, n: int, queries: np.ndarray, k: int,
+                 m: int = 16, ef_construction: int = 200,
+                 efs: tuple[int, ...] = (64, 128, 256, 512)) -> dict:
     from pymilvus import MilvusClient
 
     client = MilvusClient(uri)
@@ -107,14 +109,14 @@ def bench_server(uri: str, base: np.ndarray, n: int, queries: np.ndarray, k: int
     insert_s = time.perf_counter() - t0
     params = client.prepare_index_params()
     params.add_index(field_name="v", index_type="HNSW", metric_type="COSINE",
-                     params={"M": 16, "efConstruction": 200})
+                     params={"M": m, "efConstruction": ef_construction})
     t0 = time.perf_counter()
     client.create_index(name, params)
     client.load_collection(name)
     build_s = time.perf_counter() - t0
     truth = exact_top(all_vectors, queries, k)  # cosine: unit vectors
     runs = []
-    for ef in (64, 128, 256, 512):
+    for ef in efs:
         lat, rec = [], []
         for q, t in zip(queries, truth, strict=True):
             t1 = time.perf_counter()
@@ -128,7 +130,7 @@ def bench_server(uri: str, base: np.ndarray, n: int, queries: np.ndarray, k: int
     client.drop_collection(name)
     client.close()
     return {"vectors": n, "insert_s": round(insert_s, 1), "index_and_load_s": round(build_s, 1),
-            "searches": runs}
+            "M": m, "efConstruction": ef_construction, "searches": runs}
 
 
 def bench_lite(base: np.ndarray, sizes: list[int], queries: np.ndarray, k: int) -> list[dict]:
@@ -160,28 +162,32 @@ def bench_lite(base: np.ndarray, sizes: list[int], queries: np.ndarray, k: int) 
     return rows
 
 
-def write(result: dict) -> None:
+def write(result: dict, tag: str = "") -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "scale.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"scale{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
     s = result["server"]
     lines = [
         "# Scale: a million face vectors", "", f"Command: `{result['command']}`", "",
         "Vectors: rotated, noisy copies of LFW's real SFace face vectors (see the "
         "docstring of `bench/bench_scale.py`); 1,000 queries; recall@10 against exact "
         "numpy search; latency of single-vector searches through pymilvus on loopback.", "",
-        f"## Milvus server {result['server_version']} (standalone, 2 cores), HNSW M=16, "
-        "efConstruction=200", "",
+        f"## Milvus server {result['server_version']} (standalone, 2 cores), HNSW "
+        f"M={s.get('M', 16)}, efConstruction={s.get('efConstruction', 200)}", "",
         f"{s['vectors']:,} vectors: insert {s['insert_s']} s, index build + load "
         f"{s['index_and_load_s']} s, peak server memory {result['server_peak_rss_mb']} MB.", "",
         "| ef | recall@10 | p50 (ms) | p95 (ms) |", "|---|---|---|---|",
         *[f"| {r['ef']} | {r['recall_at_10']} | {r['p50_ms']} | {r['p95_ms']} |"
           for r in s["searches"]],
-        "", "## Milvus Lite (FLAT, exact)", "",
-        "| vectors | insert (vectors/s) | search p50 (ms) | p95 (ms) |", "|---|---|---|---|",
-        *[f"| {r['vectors']:,} | {r['insert_per_s']:,} | {r['p50_ms']} | {r['p95_ms']} |"
-          for r in result["lite"]], "",
+        "",
     ]
-    (RESULTS / "scale.md").write_text("\n".join(lines))
+    if result["lite"]:
+        lines += [
+            "## Milvus Lite (FLAT, exact)", "",
+            "| vectors | insert (vectors/s) | search p50 (ms) | p95 (ms) |", "|---|---|---|---|",
+            *[f"| {r['vectors']:,} | {r['insert_per_s']:,} | {r['p50_ms']} | {r['p95_ms']} |"
+              for r in result["lite"]], "",
+        ]
+    (RESULTS / f"scale{tag}.md").write_text("\n".join(lines))
 
 
 def main() -> None:
@@ -191,6 +197,10 @@ def main() -> None:
     parser.add_argument("--db", help="a running Milvus server (default: start one)")
     parser.add_argument("--lite-sizes", default="10000,50000,100000,200000")
     parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--hnsw-m", type=int, default=16)
+    parser.add_argument("--ef-construction", type=int, default=200)
+    parser.add_argument("--efs", default="64,128,256,512", help="search ef values")
+    parser.add_argument("--tag", default="", help="suffix of the output files")
     args = parser.parse_args()
     base = real_vectors()
     rng = np.random.default_rng(1)
@@ -216,7 +226,9 @@ def main() -> None:
         from pymilvus import MilvusClient
 
         version = MilvusClient(uri).get_server_version()
-        result_server = bench_server(uri, base, args.n, queries, 10)
+        result_server = bench_server(uri, base, args.n, queries, 10, args.hnsw_m,
+                                     args.ef_construction,
+                                     tuple(int(x) for x in args.efs.split(",")))
     finally:
         peak = sampler.stop() if sampler else 0
         if server:
@@ -224,7 +236,7 @@ def main() -> None:
     result = {"command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d"),
               "server_version": version, "server_peak_rss_mb": round(peak / 2**20),
               "server": result_server, "lite": lite}
-    write(result)
+    write(result, args.tag)
     print(json.dumps(result, indent=2))
 
 

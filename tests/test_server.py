@@ -76,6 +76,19 @@ def test_migrate_lite_to_server_and_back(server_uri, indexed, tmp_path):
                for a, b in zip(copied, rows, strict=True))
 
 
+def test_hnsw_settings_reach_the_server(server_uri, indexed, tmp_path):
+    """--hnsw-m / --hnsw-ef-construction shape new collections; --search-ef is used."""
+    photos = indexed["dir"] / "Tony_Blair"
+    with revsearch.connect(server_uri, home=tmp_path, flip=True, hnsw_m=8,
+                           hnsw_ef_construction=64, search_ef=100, progress=False) as rs:
+        rs.index([photos])
+        index = rs.store.client.describe_index("faces_sface_flip", "embedding")
+        assert (str(index.get("M")), str(index.get("efConstruction"))) == ("8", "64")
+        assert rs.collection.search_ef == 100
+        hits = rs.search(lfw("Tony_Blair", 30), k=3)[0].hits
+        assert [h.label for h in hits] == ["Tony_Blair"] * 3
+
+
 def test_videos_on_the_server(server_uri, tmp_path):
     """Tracks are stored and searched on the server too (grouped per video client-side
     on servers before 2.4); runs last, as it adds videos to the server's collections."""

@@ -76,9 +76,15 @@ class RevSearch:
         if self._collection is None:
             # The spec avoids loading a model just to open the database for a count.
             spec = space_spec(self.settings)
+            index_params, search_ef = spec.index_params, spec.search_ef
+            if self.settings.pipeline == "face" and not self.store.is_lite:
+                s = self.settings
+                index_params = {"index_type": "HNSW", "params": {
+                    "M": s.hnsw_m, "efConstruction": s.hnsw_ef_construction}}
+                search_ef = s.search_ef or None
             self._collection = self.store.faces(
                 self.settings.pipeline_key, spec.dim or self.pipeline.dim, spec.metric,
-                spec.index_params, spec.search_ef)
+                index_params, search_ef)
         return self._collection
 
     # -- verbs ---------------------------------------------------------------------

@@ -36,6 +36,10 @@ def _common() -> argparse.ArgumentParser:
                    help="sample videos at most this many frames/s (default 5; 0: all)")
     g.add_argument("--video-every", type=int, help="sample at most every N-th video frame")
     g.add_argument("--video-max-frames", type=int, help="frames sampled per video at most")
+    g.add_argument("--hnsw-m", type=int, help="server: HNSW degree of new collections (16)")
+    g.add_argument("--hnsw-ef-construction", type=int,
+                   help="server: HNSW build width of new collections (200)")
+    g.add_argument("--search-ef", type=int, help="server: HNSW search width (max(64, 2k))")
     g.add_argument("--aggregation", choices=["quality", "mean", "prototypes", "single"],
                    help="how a video face track becomes its descriptor (default quality)")
     g.add_argument("-v", "--verbose", action="store_true")
@@ -45,7 +49,7 @@ def _common() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> dict:
     names = ("db", "home", "pipeline", "backbone", "detector", "embedder", "flip",
              "model_path", "model_sha256", "threshold", "workers", "video_fps", "video_every",
-             "video_max_frames", "aggregation")
+             "video_max_frames", "aggregation", "hnsw_m", "hnsw_ef_construction", "search_ef")
     return {n: getattr(args, n) for n in names}
 
 
