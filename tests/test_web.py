@@ -88,7 +88,9 @@ def test_upload_click_second_face(page, server, collage):
     assert cards.count() >= 5
     first = page.locator("#results .hit").first
     assert "match" in first.inner_text() and "Tony Blair" in first.inner_text()
-    assert first.locator("img").evaluate("img => img.complete && img.naturalWidth > 0")
+    # The thumbnail (the matching face boxed, drawn by the server) arrives and decodes.
+    page.wait_for_function("(() => { const i = document.querySelector('#results .hit img');"
+                           " return i && i.complete && i.naturalWidth > 0; })()")
     shots = os.environ.get("REVSEARCH_SCREENSHOTS")
     target = Path(shots) if shots else Path(os.environ.get("TMPDIR", "/tmp"))
     target.mkdir(parents=True, exist_ok=True)
