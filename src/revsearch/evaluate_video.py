@@ -86,9 +86,9 @@ def _occluder(pipeline: Pipeline, count: int, frames: int,
 
 def descriptors(tracked: list[TrackedVideo], method: str, k: int = 3) -> list[np.ndarray]:
     agg = {"best_frame": "single"}.get(method, method)
+    # A video with no face keeps its empty (0, d) array: it matches nothing.
     return [aggregate(t.embeddings, t.qualities, agg, k=k) if len(t.embeddings)
-            else np.zeros((0, tracked[0].embeddings.shape[1] if tracked else 128), np.float32)
-            for t in tracked]
+            else t.embeddings for t in tracked]
 
 
 def set_scores(a: list[np.ndarray], b: list[np.ndarray]) -> np.ndarray:

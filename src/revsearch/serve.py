@@ -459,10 +459,7 @@ def create_app(settings: Settings | None = None, **overrides: object):
         path = Path(row["path"])
         if not path.is_file():
             raise NotFound("the indexed file is no longer on disk (or is a frame folder)")
-        with open(path, "rb") as fh:
-            kind = sniff(fh.read(16))
-        media_type = {"image": "image/*", "video": "video/*"}.get(kind or "", "")
-        return FileResponse(path, media_type=_mime(path, media_type))
+        return FileResponse(path, media_type=_mime(path, row["media_type"]))
 
     @app.get("/api/thumb/{media_id}", summary="A thumbnail, the matching face boxed")
     def get_thumb(media_id: str, face: int | None = None, track: int | None = None):
@@ -506,11 +503,11 @@ def _web_file(name: str) -> bytes:
     return resources.files("revsearch").joinpath("web", name).read_bytes()
 
 
-def _mime(path: Path, fallback: str) -> str:
+def _mime(path: Path, kind: str) -> str:
+    """The type the file name implies, else a generic one of the indexed kind."""
     import mimetypes
 
-    guessed, _ = mimetypes.guess_type(path.name)
-    return guessed or fallback.replace("/*", "/octet-stream") or "application/octet-stream"
+    return mimetypes.guess_type(path.name)[0] or f"{kind}/octet-stream"
 
 
 def _parse_box(text: str) -> list[float]:

@@ -58,10 +58,6 @@ class VideoInfo:
     width: int
     height: int
 
-    @property
-    def duration(self) -> float:
-        return self.frames / self.fps if self.fps > 0 else 0.0
-
 
 def is_frame_folder(path: Path) -> bool:
     """True for `<root>/<Name>/<video>/` under a YouTube Faces frames root."""
