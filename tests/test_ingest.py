@@ -218,14 +218,16 @@ def _kill_ingest_at(photos: Path, db: str, home: Path, fraction: float) -> bool:
     """Start an ingest, SIGKILL it once `fraction` of its files are done; True if killed."""
     proc = subprocess.Popen(_ingest_cmd(photos, db, home), stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL)
-    buf, deadline = b"", time.monotonic() + 120
+    buf, deadline, workers = b"", time.monotonic() + 120, []
     while proc.poll() is None and time.monotonic() < deadline:
         buf += os.read(proc.stderr.fileno(), 4096)
         counts = re.findall(rb"(\d+)/(\d+)", buf)
         if counts and int(counts[-1][0]) >= fraction * int(counts[-1][1]):
+            # List the workers before the kill: once the parent dies they are
+            # re-parented and no longer show up as its children.
+            workers = _children(proc.pid)
             proc.send_signal(signal.SIGKILL)
             break
-    workers = _children(proc.pid)
     proc.wait(timeout=60)
     killed = proc.returncode == -signal.SIGKILL
     if killed:
