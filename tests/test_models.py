@@ -82,6 +82,23 @@ def test_flip_tta_changes_and_keeps_identity(photos):
     assert 0.9 < float(a @ b) < 0.99999
 
 
+def test_runtimes_give_the_same_vectors(photos):
+    # OpenVINO (the default when installed) must compute what onnxruntime computes, so an
+    # index built with one is searched correctly with the other.
+    det = create_detector("yunet")
+    default = create_embedder("sface")
+    assert type(default._run).__name__ == "_OpenVinoRunner"
+    ort = create_embedder("sface", runtime="onnxruntime")
+    ov = create_embedder("sface", runtime="openvino")
+    for image in photos.values():
+        faces = det.detect(image)  # several faces at once: one batch of varying size
+        a, b = ort.embed(image, faces), ov.embed(image, faces)
+        assert a.shape == b.shape == (len(faces), 128)
+        assert (np.sum(a * b, axis=1) > 0.99999).all()
+    with pytest.raises(ValueError, match="unknown runtime"):
+        create_embedder("sface", runtime="tensorrt")
+
+
 def test_generic_onnx_embedder_loads_from_path(tmp_path, photos):
     # The packaged SFace graph, saved as a user's file, must give SFace's vectors.
     path = tmp_path / "user_model.onnx"

@@ -28,6 +28,8 @@ def _common() -> argparse.ArgumentParser:
     g.add_argument("--embedder", choices=["sface", "dlib", "onnx"])
     g.add_argument("--flip", action="store_true", default=None,
                    help="flip test-time augmentation (2x embedding cost)")
+    g.add_argument("--runtime", choices=["auto", "openvino", "onnxruntime"],
+                   help="engine for the ONNX embedders (auto: OpenVINO when installed)")
     g.add_argument("--model-path", help="ArcFace-style ONNX file for --embedder onnx")
     g.add_argument("--model-sha256", help="expected SHA-256 of --model-path")
     g.add_argument("--threshold", type=float, help="match threshold (default: calibrated)")
@@ -47,7 +49,7 @@ def _common() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> dict:
-    names = ("db", "home", "pipeline", "backbone", "detector", "embedder", "flip",
+    names = ("db", "home", "pipeline", "backbone", "detector", "embedder", "flip", "runtime",
              "model_path", "model_sha256", "threshold", "workers", "video_fps", "video_every",
              "video_max_frames", "aggregation", "hnsw_m", "hnsw_ef_construction", "search_ef")
     return {n: getattr(args, n) for n in names}

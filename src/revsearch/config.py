@@ -38,6 +38,9 @@ class Settings:
     # Flip test-time augmentation: embeds the mirrored face too and averages. About 2x the
     # embedding cost for a small accuracy gain; off by default.
     flip: bool = False
+    # Engine for the ONNX embedders: "openvino", "onnxruntime", or "auto" (OpenVINO when
+    # installed: same float32 vectors, ~2.6x faster on one core here).
+    runtime: str = "auto"
     # A user-provided ArcFace-style ONNX model (embedder "onnx") and its expected digest.
     model_path: str = ""
     model_sha256: str = ""

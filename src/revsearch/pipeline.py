@@ -48,7 +48,8 @@ class Pipeline:
             self.detector = create_detector(settings.detector)
         self.embedder = create_embedder(settings.embedder, flip=settings.flip, threads=threads,
                                         model_path=settings.model_path,
-                                        model_sha256=settings.model_sha256)
+                                        model_sha256=settings.model_sha256,
+                                        runtime=settings.runtime)
         self.dim = self.embedder.dim
 
     def _init_baseline(self, settings: Settings, threads: int) -> None:
