@@ -11,7 +11,8 @@ array; a query is encoded the same way and compared by brute-force Euclidean dis
 such scripts do.
 
 revsearch runs with its defaults (YuNet + SFace, Milvus Lite), once with one worker (the
-same cores as the peer) and once with all cores. Both index the same --images LFW photos
+same cores as the peer) and once with all cores, then with its most accurate embedder
+(`sface_dlib`: SFace and dlib's ResNet fused) on all cores. All index the same --images LFW photos
 (seed 0, people with 2+ photos first so that queries have answers) and answer the same
 --queries queries, photos from the set itself with their own image excluded. Reported:
 ingest photos/s, query p50/p95, rank-1 and mAP over those queries, and the ratios.
@@ -118,10 +119,11 @@ def rank_stats(score_rows: list[np.ndarray | None], labels: np.ndarray,
             "no_face": int(sum(r is None for r in score_rows))}
 
 
-def run_ours(paths: list[Path], queries: list[int], workers: int, work: Path) -> dict:
+def run_ours(paths: list[Path], queries: list[int], workers: int, work: Path,
+             embedder: str = "sface") -> dict:
     index = {str(p.resolve()): i for i, p in enumerate(paths)}
-    with revsearch.connect(str(work / f"ours{workers}.db"), home=work, workers=workers,
-                           progress=False) as rs:
+    with revsearch.connect(str(work / f"ours{workers}_{embedder}.db"), home=work,
+                           workers=workers, embedder=embedder, progress=False) as rs:
         started = time.perf_counter()
         rs.index(paths)
         ingest = time.perf_counter() - started
@@ -176,6 +178,9 @@ def main() -> None:
                           ("revsearch, all cores", lambda: run_ours(paths, queries,
                                                                       os.cpu_count() or 1,
                                                                       Path(tmp))),
+                          ("revsearch sface_dlib, all cores",
+                           lambda: run_ours(paths, queries, os.cpu_count() or 1, Path(tmp),
+                                            "sface_dlib")),
                           ("face_recognition-style", lambda: run_peer(paths, queries))):
             result = job()
             result.update(rank_stats(result.pop("_rows"), labels, queries))

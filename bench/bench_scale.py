@@ -11,7 +11,10 @@ copies are unrelated to each other, as different people are. Queries: 1,000 fres
 noisy versions of random vectors; ground truth: exact search in numpy.
 
 Server: the standalone binary of the PyPI package `milvus` on 127.0.0.1 (or --db URI),
-HNSW M=16, efConstruction=200, COSINE. Writes docs/results/scale.{json,md}.
+HNSW M=16, efConstruction=200, COSINE (--hnsw-m, --ef-construction). The server seals
+segments at 512 MB x 0.23 by default, which splits a million vectors into four segments,
+each searched with its own graph; --segment-max-mb 4096 keeps them in one. The loaded
+segments' row counts are reported. Writes docs/results/scale{--tag}.{json,md}.
 """
 
 from __future__ import annotations
@@ -114,6 +117,7 @@ def bench_server(uri: str, base: np.ndarray, n: int, queries: np.ndarray, k: int
     client.create_index(name, params)
     client.load_collection(name)
     build_s = time.perf_counter() - t0
+    segments = loaded_segments(uri, name)
     truth = exact_top(all_vectors, queries, k)  # cosine: unit vectors
     runs = []
     for ef in efs:
@@ -130,7 +134,20 @@ def bench_server(uri: str, base: np.ndarray, n: int, queries: np.ndarray, k: int
     client.drop_collection(name)
     client.close()
     return {"vectors": n, "insert_s": round(insert_s, 1), "index_and_load_s": round(build_s, 1),
-            "M": m, "efConstruction": ef_construction, "searches": runs}
+            "M": m, "efConstruction": ef_construction, "segments": segments,
+            "searches": runs}
+
+
+def loaded_segments(uri: str, name: str) -> list[int]:
+    """Rows of each loaded segment: a search visits every segment's own HNSW graph."""
+    from pymilvus import connections, utility
+
+    connections.connect(alias="segments", uri=uri)
+    try:
+        info = utility.get_query_segment_info(name, using="segments")
+        return sorted((int(s.num_rows) for s in info), reverse=True)
+    finally:
+        connections.disconnect("segments")
 
 
 def bench_lite(base: np.ndarray, sizes: list[int], queries: np.ndarray, k: int) -> list[dict]:
@@ -174,7 +191,10 @@ def write(result: dict, tag: str = "") -> None:
         f"## Milvus server {result['server_version']} (standalone, 2 cores), HNSW "
         f"M={s.get('M', 16)}, efConstruction={s.get('efConstruction', 200)}", "",
         f"{s['vectors']:,} vectors: insert {s['insert_s']} s, index build + load "
-        f"{s['index_and_load_s']} s, peak server memory {result['server_peak_rss_mb']} MB.", "",
+        f"{s['index_and_load_s']} s, peak server memory {result['server_peak_rss_mb']} MB; "
+        f"{len(s.get('segments', [])) or '?'} sealed segments "
+        f"({', '.join(f'{r:,}' for r in s.get('segments', []))} rows; segment limit "
+        f"{result.get('segment_max_mb') or 512} MB).", "",
         "| ef | recall@10 | p50 (ms) | p95 (ms) |", "|---|---|---|---|",
         *[f"| {r['ef']} | {r['recall_at_10']} | {r['p50_ms']} | {r['p95_ms']} |"
           for r in s["searches"]],
@@ -201,6 +221,8 @@ def main() -> None:
     parser.add_argument("--ef-construction", type=int, default=200)
     parser.add_argument("--efs", default="64,128,256,512", help="search ef values")
     parser.add_argument("--tag", default="", help="suffix of the output files")
+    parser.add_argument("--segment-max-mb", type=int, default=0,
+                        help="started server only: dataCoord.segment.maxSize (default 512)")
     args = parser.parse_args()
     base = real_vectors()
     rng = np.random.default_rng(1)
@@ -219,6 +241,8 @@ def main() -> None:
 
         server = MilvusServer()
         server.set_base_dir(tempfile.mkdtemp(prefix="revsearch-milvus-"))
+        if args.segment_max_mb:
+            server.config.set("dataCoord.segment.maxSize", args.segment_max_mb)
         server.start()
         uri = f"http://127.0.0.1:{server.listen_port}"
         sampler = RssSampler(server.server_proc.pid)
@@ -235,6 +259,7 @@ def main() -> None:
             server.stop()
     result = {"command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d"),
               "server_version": version, "server_peak_rss_mb": round(peak / 2**20),
+              "segment_max_mb": args.segment_max_mb or None,
               "server": result_server, "lite": lite}
     write(result, args.tag)
     print(json.dumps(result, indent=2))

@@ -74,6 +74,19 @@ def test_large_image_detected_at_full_resolution_coordinates(photos):
     assert abs(c_big.box[0] / 8 - c_small.box[0]) < 4
 
 
+def test_fused_embedder_averages_the_two_models_cosines(photos):
+    det = create_detector("yunet")
+    fused = create_embedder("sface_dlib")
+    sface, dlib = create_embedder("sface"), create_embedder("dlib")
+    assert fused.dim == 256 and fused.name == "sface_dlib"
+    f = {k: _central_embedding(det, fused, photos[k]) for k in ("bush1", "bush2", "powell1")}
+    s = {k: _central_embedding(det, sface, photos[k]) for k in f}
+    d = {k: _central_embedding(det, dlib, photos[k]) for k in f}
+    for a, b in (("bush1", "bush2"), ("bush1", "powell1")):
+        assert abs(float(f[a] @ f[b]) - (float(s[a] @ s[b]) + float(d[a] @ d[b])) / 2) < 1e-4
+    assert f["bush1"] @ f["bush2"] > f["bush1"] @ f["powell1"] + 0.3
+
+
 def test_flip_tta_changes_and_keeps_identity(photos):
     det = create_detector("yunet")
     plain, flipped = create_embedder("sface"), create_embedder("sface", flip=True)

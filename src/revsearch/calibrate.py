@@ -115,7 +115,9 @@ def calibrate(settings: Settings, lfw_root: Path, target_far: float = DEFAULT_TA
     if settings.embedder == "onnx":
         sha = sha256_file(Path(settings.model_path))
     else:
-        sha = MODEL_FILES["sface" if settings.embedder == "sface" else "dlib_resnet"].sha256
+        files = {"sface": ["sface"], "dlib": ["dlib_resnet"],
+                 "sface_dlib": ["sface", "dlib_resnet"]}[settings.embedder]
+        sha = "+".join(MODEL_FILES[f].sha256 for f in files)
 
     def summary(scores: dict) -> dict:
         return {**rates(scores["genuine"], scores["impostor"], threshold),

@@ -25,7 +25,9 @@ def _common() -> argparse.ArgumentParser:
     g.add_argument("--backbone", choices=["efficientnet_lite0", "onnx"],
                    help="baseline CNN (onnx: --model-path)")
     g.add_argument("--detector", choices=["yunet", "dlib"])
-    g.add_argument("--embedder", choices=["sface", "dlib", "onnx"])
+    g.add_argument("--embedder", choices=["sface", "dlib", "sface_dlib", "onnx"],
+                   help="face embedder: sface (default, fast), sface_dlib (both models "
+                   "fused: more accurate, ~4.5x slower ingest), dlib, onnx (--model-path)")
     g.add_argument("--flip", action="store_true", default=None,
                    help="flip test-time augmentation (2x embedding cost)")
     g.add_argument("--runtime", choices=["auto", "openvino", "onnxruntime"],

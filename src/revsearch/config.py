@@ -34,6 +34,8 @@ class Settings:
     pipeline: str = "face"
     backbone: str = "efficientnet_lite0"
     detector: str = "yunet"
+    # "sface" (default), "sface_dlib" (SFace and dlib fused: more accurate, ~4.5x
+    # slower ingest), "dlib", or "onnx" (a model file of yours: model_path, model_sha256).
     embedder: str = "sface"
     # Flip test-time augmentation: embeds the mirrored face too and averages. About 2x the
     # embedding cost for a small accuracy gain; off by default.
@@ -59,8 +61,8 @@ class Settings:
     video_max_frames: int = 1500
     max_video_bytes: int = 4 * 1024 * 1024 * 1024
     # Milvus server only: the HNSW graph degree and build width of new face collections,
-    # and the search width (0: max(64, 2k)). For about a million faces, 32 / 400 / 768
-    # keep recall@10 near 0.99 (docs/results/scale_m32.md).
+    # and the search width (0: max(64, 2k)). For about a million faces in one segment,
+    # 32 / 400 / 2048 give recall@10 0.994 (docs/results/scale_m32_1seg.md).
     hnsw_m: int = 16
     hnsw_ef_construction: int = 200
     search_ef: int = 0

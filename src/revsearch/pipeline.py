@@ -126,7 +126,8 @@ class SpaceSpec:
     search_ef: int | None
 
 
-_KNOWN_DIMS = {"sface": 128, "dlib": 128, "baseline_efficientnet_lite0": 1280}
+_KNOWN_DIMS = {"sface": 128, "dlib": 128, "sface_dlib": 256,
+               "baseline_efficientnet_lite0": 1280}
 
 
 def space_spec(settings: Settings) -> SpaceSpec:
