@@ -112,6 +112,19 @@ def test_runtimes_give_the_same_vectors(photos):
         create_embedder("sface", runtime="tensorrt")
 
 
+def test_embedder_is_safe_to_share_between_threads(photos):
+    # A web server or a user's thread pool may embed with one model from many threads.
+    from concurrent.futures import ThreadPoolExecutor
+
+    det, emb = create_detector("yunet"), create_embedder("sface")
+    jobs = [(img, det.detect(img)) for img in photos.values()] * 8
+    alone = [emb.embed(img, faces) for img, faces in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda job: emb.embed(*job), jobs))
+    for a, b in zip(alone, together, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
 def test_generic_onnx_embedder_loads_from_path(tmp_path, photos):
     # The packaged SFace graph, saved as a user's file, must give SFace's vectors.
     path = tmp_path / "user_model.onnx"

@@ -41,7 +41,7 @@ class Settings:
     # embedding cost for a small accuracy gain; off by default.
     flip: bool = False
     # Engine for the ONNX embedders: "openvino", "onnxruntime", or "auto" (OpenVINO when
-    # installed: same float32 vectors, ~2.6x faster on one core here).
+    # installed: same float32 vectors, about 2x faster per face here).
     runtime: str = "auto"
     # A user-provided ArcFace-style ONNX model (embedder "onnx") and its expected digest.
     model_path: str = ""

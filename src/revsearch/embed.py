@@ -24,13 +24,14 @@ vector index can use inner product or cosine interchangeably.
 The ONNX embedders run on OpenVINO when it is installed (`runtime="auto"`, the
 default) and on onnxruntime otherwise. Both compute the same float32 network (cosine
 between their outputs > 0.99999 on LFW faces); on this project's AVX-512 Xeon, OpenVINO
-runs SFace in ~9 ms per face on one core against ~24 ms for onnxruntime
-(docs/experiments.md, "Ingest speed").
+aligns and embeds a face in 11.0 ms on one core against 21.8 ms for onnxruntime
+(docs/results/bench_lfw.md; docs/experiments.md, "Speed").
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -107,10 +108,15 @@ class _OpenVinoRunner:
         self._compiled = core.compile_model(network, "CPU", {
             "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
             "ENABLE_CPU_PINNING": False, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1})
-        self._request = self._compiled.create_infer_request()
+        # An infer request is not thread-safe (an onnxruntime session is): one per thread.
+        self._local = threading.local()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return np.array(self._request.infer({0: batch})[0], copy=True)
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self._compiled.create_infer_request()
+        # The output tensor is reused by the next call on this request.
+        return np.array(request.infer({0: batch})[0], copy=True)
 
 
 def _runner(model: bytes, threads: int, runtime: str):
