@@ -5,7 +5,8 @@
 Profiles the per-image stages on one core (decode, detect, align + embed with each
 embedding runtime) on --profile random LFW photos, ingests every LFW image into a fresh
 Milvus Lite database (unless --reuse), then runs --queries searches for random LFW photos
-(seed 0). Writes docs/results/bench_lfw.json and docs/results/bench_lfw.md.
+(seed 0). Writes docs/results/bench_lfw.json and docs/results/bench_lfw.md; with
+--server, the same against a real Milvus standalone server, to bench_lfw_server.*.
 """
 
 from __future__ import annotations
@@ -123,9 +124,9 @@ def bench_queries(rs: revsearch.RevSearch, lfw: Path, n: int) -> dict:
             "queries": n, "no_face_queries": n - len(end_to_end)}
 
 
-def write(result: dict) -> None:
+def write(result: dict, tag: str = "") -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_lfw.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"bench_lfw{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
     i, q = result["ingest"], result["query"]
     lines = [
         "# LFW benchmark: ingest and query", "",
@@ -164,7 +165,7 @@ def write(result: dict) -> None:
             f"| align + embed, SFace on OpenVINO (default) | {ms['embed_openvino']} "
             f"| {face['embed_openvino']} |",
         ]
-    (RESULTS / "bench_lfw.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"bench_lfw{tag}.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -176,10 +177,21 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--profile", type=int, default=300,
                         help="photos for the per-stage profile (0: skip it)")
+    parser.add_argument("--server", action="store_true",
+                        help="start the `milvus` package's standalone server on 127.0.0.1 "
+                        "and use it as --db; results go to bench_lfw_server.*")
     args = parser.parse_args()
     lfw = Path(args.lfw)
     tmp = Path(tempfile.mkdtemp(prefix="revsearch-bench-"))
     db = args.db or str(tmp / "bench.db")
+    server = None
+    if args.server:
+        from milvus import MilvusServer
+
+        server = MilvusServer()
+        server.set_base_dir(str(tmp / "milvus"))
+        server.start()
+        db = f"http://127.0.0.1:{server.listen_port}"
     try:
         profile = profile_stages(lfw, args.profile) if args.profile else {}
         with revsearch.connect(db, home=tmp, progress=False) as rs:
@@ -193,9 +205,11 @@ def main() -> None:
                   "backend": stats["backend"], "index": {k: stats[k] for k in ("images", "faces")},
                   "runtime": load_settings().runtime, "profile": profile,
                   "ingest": ingest, "query": query}
-        write(result)
+        write(result, "_server" if args.server else "")
         print(json.dumps(result, indent=2))
     finally:
+        if server:
+            server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -399,12 +399,12 @@ class FaceCollection:
         # Look first: new images (the common case) have nothing to delete, and every
         # delete leaves a tombstone that searches must filter until compaction.
         for chunk in _chunks(list(image_ids), 500):
-            stale = self.client.query(self.faces_name, filter=_in_filter("image_id", chunk),
-                                      output_fields=["face_id"])
+            stale = self._query(self.faces_name, filter=_in_filter("image_id", chunk),
+                                output_fields=["face_id"])
             if stale:
                 self.client.delete(self.faces_name, ids=[r["face_id"] for r in stale])
-            stale = self.client.query(self.tracks_name, filter=_in_filter("video_id", chunk),
-                                      output_fields=["row_id"])
+            stale = self._query(self.tracks_name, filter=_in_filter("video_id", chunk),
+                                output_fields=["row_id"])
             if stale:
                 self.client.delete(self.tracks_name, ids=[r["row_id"] for r in stale])
 
@@ -457,6 +457,12 @@ class FaceCollection:
         fields = [f for f in TRACK_FIELDS if with_embeddings or f != "embedding"]
         yield from self._iterate(self.tracks_name, fields)
 
+    def _query(self, collection: str, **kwargs) -> list:
+        return self.client.query(collection, **_READ, **kwargs)
+
+    def _get(self, collection: str, **kwargs) -> list:
+        return self.client.get(collection, **_READ, **kwargs)
+
     def _iterate(self, collection: str, fields: list[str]) -> Iterator[dict]:
         iterator = self.client.query_iterator(collection, batch_size=2000, output_fields=fields)
         try:
@@ -466,21 +472,21 @@ class FaceCollection:
             iterator.close()
 
     def get_image(self, image_id: str) -> dict | None:
-        rows = self.client.get(self.images_name, ids=[image_id],
-                               output_fields=["image_id", "path", "content_hash", "n_faces",
-                                              "label", "width", "height", "media_type"])
+        rows = self._get(self.images_name, ids=[image_id],
+                         output_fields=["image_id", "path", "content_hash", "n_faces",
+                                        "label", "width", "height", "media_type"])
         return dict(rows[0]) if rows else None
 
     def get_face(self, face_id: str) -> dict | None:
-        rows = self.client.get(self.faces_name, ids=[face_id],
-                               output_fields=["image_id", "path", "face_index", "box", "label"])
+        rows = self._get(self.faces_name, ids=[face_id],
+                         output_fields=["image_id", "path", "face_index", "box", "label"])
         return dict(rows[0]) if rows else None
 
     def get_track(self, video_id: str, track_index: int) -> dict | None:
         """A track's first descriptor row (time span, thumbnail frame and box)."""
-        rows = self.client.get(self.tracks_name, ids=[track_row_id(video_id, track_index, 0)],
-                               output_fields=["video_id", "path", "track_index", "start",
-                                              "end", "frame", "box", "label"])
+        rows = self._get(self.tracks_name, ids=[track_row_id(video_id, track_index, 0)],
+                         output_fields=["video_id", "path", "track_index", "start",
+                                        "end", "frame", "box", "label"])
         return dict(rows[0]) if rows else None
 
     def list_images(self, offset: int = 0, limit: int = 50, label: str = "") -> list[dict]:
@@ -489,9 +495,9 @@ class FaceCollection:
         if label and not all(c.isalnum() or c in " _-" for c in label):
             raise ValueError("label filter: letters, digits, spaces, '_' and '-' only")
         where = f'label like "%{label}%"' if label else ""
-        rows = self.client.query(self.images_name, filter=where, offset=offset, limit=limit,
-                                 output_fields=["image_id", "path", "label", "media_type",
-                                                "n_faces", "width", "height"])
+        rows = self._query(self.images_name, filter=where, offset=offset, limit=limit,
+                           output_fields=["image_id", "path", "label", "media_type",
+                                          "n_faces", "width", "height"])
         return [dict(r) for r in rows]
 
     def consistent(self, images: Iterable[dict]) -> bool:
@@ -515,8 +521,8 @@ class FaceCollection:
         with database_errors(self.store.uri):
             counts = self.count()
             faces = counts["faces"] + counts["tracks"]
-            with_faces = self.client.query(self.images_name, filter="n_faces > 0",
-                                           output_fields=["count(*)"])[0]["count(*)"]
+            with_faces = self._query(self.images_name, filter="n_faces > 0",
+                                     output_fields=["count(*)"])[0]["count(*)"]
         if faces < int(with_faces):
             raise DatabaseError(
                 f"the index in {self.store.uri} is damaged or incomplete: {with_faces} images "
@@ -525,8 +531,8 @@ class FaceCollection:
     def count(self) -> dict[str, int]:
         """Rows: faces, tracks, images (files of any kind) and videos among them."""
         def rows(name: str, where: str = "") -> int:
-            return int(self.client.query(name, filter=where, output_fields=["count(*)"])[0]
-                       ["count(*)"])
+            found = self._query(name, filter=where, output_fields=["count(*)"])
+            return int(found[0]["count(*)"])
 
         return {"faces": rows(self.faces_name), "tracks": rows(self.tracks_name),
                 "images": rows(self.images_name, 'media_type == "image"'),
@@ -576,7 +582,7 @@ class FaceCollection:
         if exclude_hash:
             kwargs["filter"] = f'content_hash != "{exclude_hash}"'
         return self.client.search(
-            getattr(self, kind.collection),
+            getattr(self, kind.collection), **_READ,
             data=[np.asarray(v, dtype=np.float32).tolist() for v in vectors],
             limit=limit, search_params=params, output_fields=list(kind.fields), **kwargs,
         )
@@ -595,6 +601,13 @@ class FaceCollection:
             if len(best) >= k or len(rows) < limit or limit == 16384:
                 return list(best.values())[:k]
             limit *= 4
+
+
+# Reads see this client's own writes (an ingest's checks, a search right after an index
+# call) without Strong consistency's wait for the server's next time tick: on a Milvus
+# server, Strong made every search and lookup take ~200 ms (bench/bench_lfw.py --server).
+# Milvus Lite answers at once either way.
+_READ = {"consistency_level": "Session"}
 
 
 def _similarity(distance: float, metric: str) -> float:
