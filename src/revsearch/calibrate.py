@@ -115,9 +115,7 @@ def calibrate(settings: Settings, lfw_root: Path, target_far: float = DEFAULT_TA
     if settings.embedder == "onnx":
         sha = sha256_file(Path(settings.model_path))
     else:
-        files = {"sface": ["sface"], "dlib": ["dlib_resnet"],
-                 "sface_dlib": ["sface", "dlib_resnet"]}[settings.embedder]
-        sha = "+".join(MODEL_FILES[f].sha256 for f in files)
+        sha = "+".join(MODEL_FILES[f].sha256 for f in pipeline.embedder.model_files)
 
     def summary(scores: dict) -> dict:
         return {**rates(scores["genuine"], scores["impostor"], threshold),

@@ -222,6 +222,7 @@ class SFaceEmbedder(_AlignedOnnxEmbedder):
     """SFace (OpenCV Zoo, int8 block-quantised) through onnxruntime; 128-d."""
 
     name = "sface"
+    model_files = ("sface",)  # names in models.MODEL_FILES: what a calibration pins
 
     def __init__(self, flip: bool = False, threads: int = 1, runtime: str = "auto") -> None:
         raw = model_path("sface").read_bytes()
@@ -252,6 +253,7 @@ class DlibResNetEmbedder:
 
     name = "dlib"
     dim = 128
+    model_files = ("dlib_resnet",)
 
     def __init__(self, flip: bool = False, threads: int = 1) -> None:
         import dlib
@@ -286,6 +288,7 @@ class FusedEmbedder:
         self.members = list(members)
         self.name = "_".join(m.name for m in self.members)
         self.dim = sum(m.dim for m in self.members)
+        self.model_files = tuple(f for m in self.members for f in m.model_files)
         self._scale = 1.0 / np.sqrt(len(self.members))
 
     def embed(self, image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
