@@ -36,7 +36,7 @@ from .search import (
     search_faces,
     search_tracks,
 )
-from .store import FaceCollection, Store
+from .store import FaceCollection, Store, hnsw_index
 from .video import is_video, stat_video, video_digest
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,7 @@ class RevSearch:
             index_params, search_ef = spec.index_params, spec.search_ef
             if self.settings.pipeline == "face" and not self.store.is_lite:
                 s = self.settings
-                index_params = {"index_type": "HNSW", "params": {
-                    "M": s.hnsw_m, "efConstruction": s.hnsw_ef_construction}}
+                index_params = hnsw_index(s.hnsw_m, s.hnsw_ef_construction)
                 search_ef = s.search_ef or None
             self._collection = self.store.faces(
                 self.settings.pipeline_key, spec.dim or self.pipeline.dim, spec.metric,

@@ -340,7 +340,7 @@ class FaceCollection:
         # sizes Lite is for, brute force over 128-d vectors is a few milliseconds.
         if self.store.is_lite:
             return {"index_type": "FLAT"}
-        return {"index_type": "HNSW", "params": {"M": 16, "efConstruction": 200}}
+        return hnsw_index()
 
     def _create_images(self) -> None:
         from pymilvus import DataType, MilvusClient
@@ -601,6 +601,11 @@ class FaceCollection:
             if len(best) >= k or len(rows) < limit or limit == 16384:
                 return list(best.values())[:k]
             limit *= 4
+
+
+def hnsw_index(m: int = 16, ef_construction: int = 200) -> dict:
+    """Index parameters of a server face collection (config.Settings.hnsw_*)."""
+    return {"index_type": "HNSW", "params": {"M": m, "efConstruction": ef_construction}}
 
 
 # Reads see this client's own writes (an ingest's checks, a search right after an index
