@@ -154,11 +154,30 @@ def test_video_query_and_video_results(client):
 
 
 def test_openapi_docs(client):
-    assert client.get("/docs").status_code == 200
+    """/docs works offline: its script and style come from this server, not a CDN."""
+    import re
+
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)""", page.text)
+    assert assets and all(a.startswith("/static/swagger/") for a in assets), assets
+    for asset in assets:
+        r = client.get(asset)
+        assert r.status_code == 200 and len(r.content) > 500, asset
+    assert client.get("/static/swagger/..%2F__init__.py").status_code == 404
+    assert client.get("/redoc").status_code == 404  # ReDoc would need a CDN
     paths = client.get("/openapi.json").json()["paths"]
     for p in ("/api/search", "/api/faces", "/api/index", "/api/media/{media_id}",
               "/api/stats", "/api/queries"):
         assert p in paths
+
+
+def test_security_headers(client):
+    page = client.get("/")
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "unsafe-inline" not in policy
+    for r in (page, client.get("/api/stats"), client.get("/api/media/" + "0" * 32)):
+        assert r.headers["x-content-type-options"] == "nosniff"
 
 
 def test_cli_serve_binds_loopback_only(indexed, tmp_path):

@@ -8,6 +8,7 @@ one in the README).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import threading
@@ -15,7 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import DATA, lfw
 
+GRID = DATA / "videos" / "grid"
+HOSTILE_NAME = "<img src=x onerror=window.__pwned=1>"
 CHROMIUM = os.environ.get("REVSEARCH_CHROMIUM", "/usr/bin/chromium")
 # Flags for a closed network and a root user (see the environment notes in docs/).
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -35,6 +39,17 @@ def server(indexed, tmp_path_factory):
     work = tmp_path_factory.mktemp("web")
     db = work / "web.db"
     shutil.copytree(indexed["db"], db)
+    # A photo whose file name is markup: the page must show it as text, never run it.
+    # (Colin Powell, so that the README's screenshot of Blair's results stays plain.)
+    hostile = work / "hostile" / "Colin_Powell"
+    hostile.mkdir(parents=True)
+    shutil.copy2(lfw("Colin_Powell", 70), hostile / f"{HOSTILE_NAME}.jpg")
+    import revsearch
+
+    with revsearch.connect(str(db), home=work, workers=2, progress=False) as rs:
+        assert rs.index([hostile.parent], labels="parent").indexed == 1
+        # The GRID clips, so that a video query has videos to find.
+        assert rs.index([GRID]).videos == len(list(GRID.glob("*.mpg")))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -63,6 +78,28 @@ def page(server):
         browser.close()
 
 
+def _until(page, script: str, timeout: float = 60) -> None:
+    """Poll `script` until true. (Playwright's wait_for_function compiles its string in the
+    page with eval, which the page's Content-Security-Policy rightly forbids.)"""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(script):
+        assert time.monotonic() < deadline, f"timed out waiting for {script}"
+        time.sleep(0.1)
+
+
+def _screenshot(page, name: str) -> None:
+    """Keep the whole page (every lazy thumbnail loaded) under REVSEARCH_SCREENSHOTS."""
+    shots = os.environ.get("REVSEARCH_SCREENSHOTS")
+    if not shots:
+        return
+    page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
+    _until(page, "() => [...document.querySelectorAll('#results img')]"
+                 ".every(i => i.complete && i.naturalWidth > 0)")
+    page.evaluate("() => window.scrollTo(0, 0)")
+    Path(shots).mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(Path(shots) / name), full_page=True)
+
+
 def _result_labels(page) -> list[str]:
     return page.locator("#results .hit").evaluate_all(
         "cards => cards.map(c => c.dataset.label)")
@@ -70,18 +107,18 @@ def _result_labels(page) -> list[str]:
 
 def test_upload_click_second_face(page, server, collage):
     page.goto(server)
-    page.wait_for_function("document.querySelector('#stats').textContent.includes('photos')")
+    _until(page, "() => document.querySelector('#stats').textContent.includes('photos')")
     page.set_input_files("#file", str(collage))
     page.locator(".facebox").nth(1).wait_for()
     assert page.locator(".facebox").count() == 2
     # The largest face (Powell) is pre-selected and searched for.
-    page.wait_for_function("document.querySelector('#results-title').textContent"
-                           ".includes('face 0')")
+    _until(page, "() => document.querySelector('#results-title').textContent"
+                 ".includes('face 0')")
     assert page.locator(".facebox.selected").get_attribute("data-index") == "0"
     assert set(_result_labels(page)[:5]) == {"Colin_Powell"}
     page.locator('.facebox[data-index="1"]').click()
-    page.wait_for_function("document.querySelector('#results-title').textContent"
-                           ".includes('face 1')")
+    _until(page, "() => document.querySelector('#results-title').textContent"
+                 ".includes('face 1')")
     labels = _result_labels(page)
     assert set(labels[:5]) == {"Tony_Blair"}
     cards = page.locator("#results .hit.match")
@@ -89,12 +126,55 @@ def test_upload_click_second_face(page, server, collage):
     first = page.locator("#results .hit").first
     assert "match" in first.inner_text() and "Tony Blair" in first.inner_text()
     # The thumbnail (the matching face boxed, drawn by the server) arrives and decodes.
-    page.wait_for_function("(() => { const i = document.querySelector('#results .hit img');"
-                           " return i && i.complete && i.naturalWidth > 0; })()")
-    shots = os.environ.get("REVSEARCH_SCREENSHOTS")
-    target = Path(shots) if shots else Path(os.environ.get("TMPDIR", "/tmp"))
-    target.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(target / "web_results.png"), full_page=True)
+    _until(page, "() => { const i = document.querySelector('#results .hit img');"
+                 " return i && i.complete && i.naturalWidth > 0; }")
+    _screenshot(page, "web_results.png")
+
+
+def test_file_names_are_shown_as_text_not_markup(page, server, collage):
+    page.goto(server)
+    _until(page, "() => document.querySelector('#stats').textContent.includes('photos')")
+    page.set_input_files("#file", str(collage))
+    page.locator('.facebox[data-index="1"]').wait_for()  # Powell's face is searched first
+    _until(page, "() => document.querySelector('#results-title').textContent"
+                 ".includes('face 0')")
+    text = page.locator("#results").inner_text()
+    assert HOSTILE_NAME + ".jpg" in text  # shown literally
+    assert page.locator("#results img[src='x']").count() == 0
+    assert page.evaluate("window.__pwned === undefined")
+
+
+def test_api_docs_render_offline(page, server):
+    """/docs (Swagger UI) renders from this server's own files, with no network."""
+    page.goto(server + "/docs")
+    page.locator(".swagger-ui .opblock-summary-path").first.wait_for()
+    paths = page.locator(".swagger-ui .opblock-summary-path").all_inner_texts()
+    assert any("/api/search" in p for p in paths)
+
+
+def test_video_query_shows_tracks_progress_and_where_the_person_appears(page, server):
+    """Upload a GRID clip: a progress line while it is processed, its face track, and the
+    other clip of the same man first, with the frame and time span where he appears."""
+    page.goto(server)
+    _until(page, "() => document.querySelector('#stats').textContent.includes('videos')")
+    # Record every status line the page shows, however briefly.
+    page.evaluate("() => { window.__statuses = []; new MutationObserver(() => "
+                  "window.__statuses.push(document.querySelector('#status').textContent))"
+                  ".observe(document.querySelector('#status'), {childList: true}); }")
+    page.set_input_files("#file", str(GRID / "id2_vcd_swwp2s.mpg"))
+    page.locator(".track").first.wait_for()
+    _until(page, "() => document.querySelectorAll('#results .hit').length > 0")
+    statuses = page.evaluate("() => window.__statuses")
+    assert any(s.startswith("Processing the video") for s in statuses), statuses
+    assert "track 0" in page.locator(".track").first.inner_text()
+    first = page.locator("#results .hit").first
+    text = first.inner_text()
+    assert "pwij3p.mpg" in text and "match" in text and "VIDEO #1" in text.upper()
+    assert re.search(r"seen \d+\.\d–\d+\.\d s \(frame \d+\)", text), text
+    _until(page, "() => { const i = document.querySelector('#results .hit img');"
+                 " return i && i.complete && i.naturalWidth > 0; }")
+    assert not page.locator("#query-img").is_visible()  # a video query shows its tracks
+    _screenshot(page, "web_video_results.png")
 
 
 def test_non_image_upload_shows_the_error(page, server, tmp_path):
@@ -112,9 +192,9 @@ def test_pick_from_collection(page, server):
     page.goto(server)
     page.click("#browse")
     page.fill("#collection-filter", "Blair")
-    page.wait_for_function("document.querySelectorAll('#collection-grid img').length > 0 && "
-                           "[...document.querySelectorAll('#collection-grid button')]"
-                           ".every(b => b.title.includes('Blair'))")
+    _until(page, "() => document.querySelectorAll('#collection-grid img').length > 0 && "
+                 "[...document.querySelectorAll('#collection-grid button')]"
+                 ".every(b => b.title.includes('Blair'))")
     page.locator("#collection-grid button").first.click()
-    page.wait_for_function("document.querySelectorAll('#results .hit').length > 0")
+    _until(page, "() => document.querySelectorAll('#results .hit').length > 0")
     assert set(_result_labels(page)[:3]) == {"Tony_Blair"}

@@ -375,9 +375,23 @@ def create_app(settings: Settings | None = None, **overrides: object):
         yield
         service.close()
 
+    # The stock /docs and /redoc pages load their scripts from a CDN, which an offline
+    # machine cannot reach: /docs is served below from the swagger-ui-bundle package.
     app = FastAPI(title="revsearch", version="0.1.0", lifespan=lifespan,
+                  docs_url=None, redoc_url=None,
                   description="Reverse visual search of people in photos and videos.")
     app.state.service = service
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if request.url.path == "/":
+            # File names and labels from the collection end up in the page: even if one
+            # slipped through escaping, no inline or foreign script would run.
+            response.headers["Content-Security-Policy"] = _PAGE_POLICY
+        return response
 
     errors = {NotFound: 404, UnsupportedType: 415, NoFaceError: 422, MediaError: 400,
               DatabaseError: 503, ValueError: 400}
@@ -483,6 +497,24 @@ def create_app(settings: Settings | None = None, **overrides: object):
     def get_stats() -> dict:
         return {**service.face.stats(), "max_upload_bytes": settings.max_upload_bytes}
 
+    @app.get("/docs", include_in_schema=False)
+    def api_docs():
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="revsearch API",
+                                   swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/swagger/swagger-ui.css",
+                                   swagger_favicon_url="/static/swagger/favicon-32x32.png")
+
+    @app.get("/static/swagger/{name}", include_in_schema=False)
+    def swagger_asset(name: str):
+        if name not in _SWAGGER:
+            raise NotFound("no such file")
+        from swagger_ui_bundle import swagger_ui_path
+
+        return Response((swagger_ui_path / name).read_bytes(), media_type=_SWAGGER[name],
+                        headers={"Cache-Control": "max-age=86400"})
+
     @app.get("/", include_in_schema=False)
     def index_page():
         return HTMLResponse(_web_file("index.html").decode("utf-8"))
@@ -497,6 +529,10 @@ def create_app(settings: Settings | None = None, **overrides: object):
 
 
 _STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
+_SWAGGER = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css",
+            "favicon-32x32.png": "image/png"}
+_PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
+                "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 
 
 def _web_file(name: str) -> bytes:

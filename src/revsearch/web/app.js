@@ -3,6 +3,9 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+// File names and labels come from the user's folders: never let them become markup.
+const esc = (text) => String(text).replace(/[&<>"']/g, (c) =>
+  ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const state = { query: null, face: null, track: null, localUrl: null };
 
 function setStatus(text, busy = false) {
@@ -203,12 +206,12 @@ function renderResults(data) {
     const verdict = h.match === null ? "" : (h.match ? "match" : "no match");
     const when = h.media_type === "video"
       ? `<div>seen ${h.start.toFixed(1)}–${h.end.toFixed(1)} s (frame ${h.frame})</div>` : "";
-    const name = h.path.split("/").pop();
+    const name = esc(h.path.split("/").pop());
     card.innerHTML =
       `<a href="${h.media_url}" target="_blank" rel="noopener"><img loading="lazy" alt="${name}" src="${h.thumb_url}"></a>` +
       `<div class="meta"><div class="kind">${h.media_type} #${h.rank}</div>` +
       `<div>similarity ${h.similarity.toFixed(3)} <span class="verdict">${verdict}</span></div>` +
-      (h.label ? `<div class="label">${h.label.replaceAll("_", " ")}</div>` : "") + when +
+      (h.label ? `<div class="label">${esc(h.label.replaceAll("_", " "))}</div>` : "") + when +
       `<div><a href="${h.media_url}" target="_blank" rel="noopener">${name}</a></div></div>`;
     grid.appendChild(card);
   }
@@ -225,7 +228,7 @@ async function browse(label = "") {
       const b = document.createElement("button");
       b.type = "button";
       b.title = item.label || item.name;
-      b.innerHTML = `<img loading="lazy" alt="${item.name}" src="${item.thumb_url}">`;
+      b.innerHTML = `<img loading="lazy" alt="${esc(item.name)}" src="${item.thumb_url}">`;
       b.onclick = () => pickMedia(item);
       grid.appendChild(b);
     }
