@@ -100,6 +100,8 @@ def main() -> None:
     ap.add_argument("--lfw", default=str(ROOT.parent / "shared/data/lfw/lfw-deepfunneled"))
     ap.add_argument("--runs", default="4:30,8:60", help="CLIENTS:SECONDS,...")
     ap.add_argument("--photos", type=int, default=500)
+    ap.add_argument("--out", default=str(RESULTS),
+                    help="folder for the JSON and Markdown results (default docs/results)")
     args = ap.parse_args()
     photos = sorted(Path(args.lfw).glob("*/*.jpg"))
     photos = random.Random(0).sample(photos, min(args.photos, len(photos)))
@@ -118,8 +120,9 @@ def main() -> None:
         server.wait(30)
     result = {"machine": machine(), "index": {k: stats[k] for k in ("images", "faces", "db")},
               "runs": runs, "command": "python bench/bench_api.py " + " ".join(sys.argv[1:])}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_api.json").write_text(json.dumps(result, indent=2))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_api.json").write_text(json.dumps(result, indent=2))
     lines = ["# REST API load test", "",
              f"Command: `{result['command'].strip()}` on {result['machine']['cpu']} "
              f"({result['machine']['cores']} cores), server and clients on the same machine.",
@@ -133,7 +136,7 @@ def main() -> None:
         lines.append(f"| {r['clients']} | {r['seconds']} | {r['requests']} | "
                      f"{r['requests_per_s']} | {r['errors']} | {lat['p50_ms']} | "
                      f"{lat['p95_ms']} | {lat['max_ms']} |")
-    (RESULTS / "bench_api.md").write_text("\n".join(lines) + "\n")
+    (out / "bench_api.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     if any(r["errors"] for r in runs):
         sys.exit(1)

@@ -124,9 +124,9 @@ def bench_queries(rs: revsearch.RevSearch, lfw: Path, n: int) -> dict:
             "queries": n, "no_face_queries": n - len(end_to_end)}
 
 
-def write(result: dict, tag: str = "") -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"bench_lfw{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
+def write(result: dict, out: Path, tag: str = "") -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"bench_lfw{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
     i, q = result["ingest"], result["query"]
     lines = [
         "# LFW benchmark: ingest and query", "",
@@ -165,7 +165,7 @@ def write(result: dict, tag: str = "") -> None:
             f"| align + embed, SFace on OpenVINO (default) | {ms['embed_openvino']} "
             f"| {face['embed_openvino']} |",
         ]
-    (RESULTS / f"bench_lfw{tag}.md").write_text("\n".join(lines) + "\n")
+    (out / f"bench_lfw{tag}.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -180,6 +180,8 @@ def main() -> None:
     parser.add_argument("--server", action="store_true",
                         help="start the `milvus` package's standalone server on 127.0.0.1 "
                         "and use it as --db; results go to bench_lfw_server.*")
+    parser.add_argument("--out", default=str(RESULTS),
+                        help="folder for the JSON and Markdown results (default docs/results)")
     args = parser.parse_args()
     lfw = Path(args.lfw)
     tmp = Path(tempfile.mkdtemp(prefix="revsearch-bench-"))
@@ -205,7 +207,7 @@ def main() -> None:
                   "backend": stats["backend"], "index": {k: stats[k] for k in ("images", "faces")},
                   "runtime": load_settings().runtime, "profile": profile,
                   "ingest": ingest, "query": query}
-        write(result, "_server" if args.server else "")
+        write(result, Path(args.out), "_server" if args.server else "")
         print(json.dumps(result, indent=2))
     finally:
         if server:

@@ -168,6 +168,8 @@ def main() -> None:
     ap.add_argument("--lfw", default=str(ROOT.parent / "shared/data/lfw/lfw-deepfunneled"))
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--out", default=str(RESULTS),
+                    help="folder for the JSON and Markdown results (default docs/results)")
     args = ap.parse_args()
     paths = pick_images(Path(args.lfw), args.images)
     labels = np.array([p.parent.name for p in paths])
@@ -193,8 +195,9 @@ def main() -> None:
     result = {"machine": machine(), "images": len(paths), "queries": len(queries),
               "runs": runs, "ratios": ratios,
               "command": "python bench/bench_peer.py " + " ".join(sys.argv[1:])}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_peer.json").write_text(json.dumps(result, indent=2))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_peer.json").write_text(json.dumps(result, indent=2))
     lines = ["# revsearch vs a face_recognition-style script", "",
              f"Command: `{result['command'].strip()}` on {result['machine']['cpu']} "
              f"({result['machine']['cores']} cores).", "",
@@ -211,7 +214,7 @@ def main() -> None:
               "|---|---|---|"]
     lines += [f"| {name} | {r['ingest_speed_x']}x | {r['query_p50_x']}x |"
               for name, r in ratios.items()]
-    (RESULTS / "bench_peer.md").write_text("\n".join(lines) + "\n")
+    (out / "bench_peer.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

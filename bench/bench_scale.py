@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import threading
@@ -40,12 +41,19 @@ RESULTS = ROOT / "docs" / "results"
 SIGMA = 0.3
 
 
-def real_vectors() -> np.ndarray:
+LFW = ROOT.parent / "shared" / "data" / "lfw" / "lfw-deepfunneled"
+
+
+def real_vectors(lfw: Path, work: Path) -> np.ndarray:
+    """The face vectors of every photo under `lfw`; full LFW's are kept where `revsearch
+    eval lfw` keeps them, so the two share one ingest."""
     from revsearch import evaluate
 
     settings = load_settings(progress=False)
-    lfw = ROOT.parent / "shared" / "data" / "lfw" / "lfw-deepfunneled"
-    db = str(settings.home / "eval" / f"lfw_{settings.pipeline_key}.db")
+    if lfw.resolve() == LFW.resolve():
+        db = str(settings.home / "eval" / f"lfw_{settings.pipeline_key}.db")
+    else:
+        db = str(work / "vectors.db")
     return evaluate.build_gallery(lfw, settings, db).face_vectors.astype(np.float32)
 
 
@@ -150,13 +158,15 @@ def loaded_segments(uri: str, name: str) -> list[int]:
         connections.disconnect("segments")
 
 
-def bench_lite(base: np.ndarray, sizes: list[int], queries: np.ndarray, k: int) -> list[dict]:
+def bench_lite(base: np.ndarray, sizes: list[int], queries: np.ndarray, k: int,
+               work: Path) -> list[dict]:
     from milvus_lite.server_manager import server_manager_instance
     from pymilvus import MilvusClient
 
     rows = []
     for n in sizes:
-        path = str(Path(tempfile.mkdtemp(prefix="revsearch-lite-")) / "scale.db")
+        (work / f"lite_{n}").mkdir(parents=True)
+        path = str(work / f"lite_{n}" / "scale.db")
         client = MilvusClient(path)
         vector_collection(client, "s", base.shape[1], index={"index_type": "FLAT"})
         t0 = time.perf_counter()
@@ -179,9 +189,9 @@ def bench_lite(base: np.ndarray, sizes: list[int], queries: np.ndarray, k: int) 
     return rows
 
 
-def write(result: dict, tag: str = "") -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"scale{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
+def write(result: dict, out: Path, tag: str = "") -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"scale{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
     s = result["server"]
     lines = [
         "# Scale: a million face vectors", "", f"Command: `{result['command']}`", "",
@@ -207,13 +217,14 @@ def write(result: dict, tag: str = "") -> None:
             *[f"| {r['vectors']:,} | {r['insert_per_s']:,} | {r['p50_ms']} | {r['p95_ms']} |"
               for r in result["lite"]], "",
         ]
-    (RESULTS / f"scale{tag}.md").write_text("\n".join(lines))
+    (out / f"scale{tag}.md").write_text("\n".join(lines))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--lfw", default=str(LFW), help="photos whose face vectors are copied")
     parser.add_argument("--db", help="a running Milvus server (default: start one)")
     parser.add_argument("--lite-sizes", default="10000,50000,100000,200000")
     parser.add_argument("--queries", type=int, default=1000)
@@ -223,8 +234,18 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="suffix of the output files")
     parser.add_argument("--segment-max-mb", type=int, default=0,
                         help="started server only: dataCoord.segment.maxSize (default 512)")
+    parser.add_argument("--out", default=str(RESULTS),
+                        help="folder for the JSON and Markdown results (default docs/results)")
     args = parser.parse_args()
-    base = real_vectors()
+    work = Path(tempfile.mkdtemp(prefix="revsearch-scale-"))
+    try:
+        run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
+    base = real_vectors(Path(args.lfw), work)
     rng = np.random.default_rng(1)
     # Queries: fresh noise around vectors of the first copies (the same generator).
     qbase = next(synthetic(base, len(base), seed=0))[1]
@@ -232,7 +253,8 @@ def main() -> None:
     queries = qbase[picks] + rng.standard_normal((args.queries, base.shape[1])).astype(
         np.float32) * SIGMA / np.sqrt(base.shape[1])
     queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
-    lite = bench_lite(base, [int(x) for x in args.lite_sizes.split(",") if x], queries, 10)
+    lite = bench_lite(base, [int(x) for x in args.lite_sizes.split(",") if x], queries, 10,
+                      work)
     server = None
     if args.db:
         uri, sampler = args.db, None
@@ -240,7 +262,7 @@ def main() -> None:
         from milvus import MilvusServer
 
         server = MilvusServer()
-        server.set_base_dir(tempfile.mkdtemp(prefix="revsearch-milvus-"))
+        server.set_base_dir(str(work / "milvus"))
         if args.segment_max_mb:
             server.config.set("dataCoord.segment.maxSize", args.segment_max_mb)
         server.start()
@@ -261,7 +283,7 @@ def main() -> None:
               "server_version": version, "server_peak_rss_mb": round(peak / 2**20),
               "segment_max_mb": args.segment_max_mb or None,
               "server": result_server, "lite": lite}
-    write(result, args.tag)
+    write(result, Path(args.out), args.tag)
     print(json.dumps(result, indent=2))
 
 

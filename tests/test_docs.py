@@ -6,14 +6,17 @@
   removed flag fails here), and every subcommand shown is run end to end by some test
   (through `run_cli` or, for `serve`, a live server).
 - Every `make TARGET` exists in the Makefile; every `bench/*.py` and `tests/*.py`
-  mentioned exists.
+  mentioned exists; every benchmark script shown is run (on small data) by
+  test_bench.py, and `make demo` is run here on a subset.
 - Every number-bearing results page names the command that produced it.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -122,7 +125,47 @@ def test_every_shown_subcommand_is_run_by_a_test():
             assert f'run_cli("{sub}"' in tests, f"no test runs `revsearch {sub}`"
 
 
+def test_every_shown_script_and_make_target_is_run_by_a_test():
+    """Benchmarks run on small data in test_bench.py; `make demo` below; `make test` is CI
+    itself; `make notebook` re-executes what test_notebook.py executes; each `make
+    bench-*` runs one of the benchmark scripts."""
+    bench_tests = (ROOT / "tests" / "test_bench.py").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    for _, command in COMMANDS:
+        words = shlex.split(command)
+        if words[0] == "python" and words[1].startswith("bench/"):
+            script = Path(words[1]).name
+            assert f'_run("{script}"' in bench_tests, f"no test runs {script}"
+            if "--server" in words:
+                assert '"--server"' in bench_tests, f"no test runs {script} --server"
+        elif words[0] == "make":
+            target = words[1]
+            if target.startswith("bench"):
+                recipe = re.search(rf"^{target}:.*\n\t(.*)", makefile, re.M).group(1)
+                script = re.search(r"bench/(\w+\.py)", recipe).group(1)
+                assert f'_run("{script}"' in bench_tests, f"make {target}: {script} untested"
+            else:
+                assert target in ("demo", "test", "notebook"), f"make {target} is untested"
+
+
 def test_results_pages_name_their_command():
     for page in sorted((ROOT / "docs" / "results").glob("*.md")):
         assert re.search(r"Command: `[^`]+`|`(revsearch|python|\.venv/bin/python) [^`]+`",
                          page.read_text()), f"{page.name} does not say how it was made"
+
+
+def test_make_demo_runs_on_a_subset(subset_dir, tmp_path):
+    """The README's first set-up command, on a subset instead of full LFW: it indexes the
+    folder and prints the query's other photos first."""
+    if subprocess.run(["make", "-q", "venv"], cwd=ROOT).returncode != 0:
+        pytest.skip("the Makefile's .venv is missing or stale (make demo would rebuild it)")
+    query = subset_dir / "George_W_Bush" / "George_W_Bush_0001.jpg"
+    env = {**os.environ, "REVSEARCH_HOME": str(tmp_path), "REVSEARCH_WORKERS": "2"}
+    proc = subprocess.run(["make", "demo", f"LFW={subset_dir}", f"QUERY={query}"], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (tmp_path / "revsearch.db").exists()
+    hits = [line for line in proc.stdout.splitlines() if re.match(r"\s*\d+\s+0\.\d+ ", line)]
+    assert len(hits) == 10, proc.stdout
+    assert all("[George_W_Bush]" in h for h in hits[:5])  # 11 other photos of him indexed
+    assert not any("George_W_Bush_0001.jpg" in h for h in hits)  # the query itself

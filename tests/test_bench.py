@@ -1,0 +1,95 @@
+"""The benchmark scripts run end to end on small real data, so the commands the docs show
+cannot rot between the (long, on-demand) runs that produce the published numbers.
+
+Sizes here are tiny and the numbers they print are not checked against any target:
+speed targets live in the benchmarks' own reports, not in timed tests. What is checked
+is that each script runs, writes its JSON and Markdown where `--out` says, and that the
+figures in them are of the right kind (counts add up, rates are positive, no errors).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import DATA, ROOT
+
+BENCH = ROOT / "bench"
+
+
+def _run(script: str, *args: str, timeout: float = 600) -> None:
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT)
+    assert proc.returncode == 0, f"{script} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+
+
+def _read(out: Path, stem: str) -> dict:
+    md = (out / f"{stem}.md").read_text()
+    assert "Command: `" in md, f"{stem}.md does not say how it was made"
+    return json.loads((out / f"{stem}.json").read_text())
+
+
+def test_bench_lfw(subset_dir, tmp_path):
+    _run("bench_lfw.py", "--lfw", str(subset_dir), "--queries", "8", "--profile", "4",
+         "--out", str(tmp_path))
+    r = _read(tmp_path, "bench_lfw")
+    n_images = len(list(subset_dir.glob("*/*.jpg")))
+    assert r["ingest"]["images"] == n_images and r["ingest"]["problems"] == 0
+    assert r["ingest"]["images_per_s"] > 0 and r["ingest"]["faces"] >= n_images
+    assert r["query"]["end_to_end"]["n"] == 8 - r["query"]["no_face_queries"] > 0
+    assert set(r["profile"]["ms_per_image"]) == {"decode", "detect", "embed_onnxruntime",
+                                                "embed_openvino"}
+
+
+def test_bench_lfw_on_a_milvus_server(subset_dir, tmp_path):
+    _run("bench_lfw.py", "--server", "--lfw", str(subset_dir), "--queries", "5",
+         "--profile", "0", "--out", str(tmp_path))
+    r = _read(tmp_path, "bench_lfw_server")
+    assert r["backend"] == "server" and r["index"]["images"] == r["ingest"]["images"] > 0
+
+
+def test_bench_peer(tmp_path):
+    _run("bench_peer.py", "--images", "24", "--queries", "4", "--out", str(tmp_path))
+    r = _read(tmp_path, "bench_peer")
+    assert 0 < r["images"] <= 24 and r["queries"] == 4  # whole people, up to 24 photos
+    assert set(r["runs"]) == {"revsearch, 1 worker", "revsearch, all cores",
+                              "revsearch sface_dlib, all cores", "face_recognition-style"}
+    for run in r["runs"].values():
+        assert run["ingest_per_s"] > 0 and 0 <= run["rank1"] <= 1 and 0 <= run["mAP"] <= 1
+
+
+def test_bench_video(tmp_path):
+    if not (DATA / "videos" / "grid").is_dir():
+        pytest.skip("no shared videos")
+    _run("bench_video.py", "--sets", "grid,ytf", "--ytf-people", "2", "--out", str(tmp_path))
+    r = _read(tmp_path, "bench_video")
+    grid, ytf = r["runs"]
+    assert grid["set"] == "grid" and grid["videos"] == 11 and grid["problems"] == 0
+    assert grid["tracks"] >= 11 and grid["frames_per_s"] > 0
+    assert ytf["set"] == "ytf" and ytf["videos"] >= 2 and ytf["query"]["n"] == 2
+
+
+def test_bench_api(indexed, subset_dir, tmp_path):
+    db = tmp_path / "api.db"
+    shutil.copytree(indexed["db"], db)
+    _run("bench_api.py", "--db", str(db), "--lfw", str(subset_dir), "--runs", "2:3",
+         "--photos", "10", "--out", str(tmp_path))
+    r = _read(tmp_path, "bench_api")
+    [run] = r["runs"]
+    assert run["clients"] == 2 and run["errors"] == 0 and run["requests"] > 0
+
+
+def test_bench_scale(subset_dir, tmp_path):
+    _run("bench_scale.py", "--lfw", str(subset_dir), "--n", "2000", "--lite-sizes", "500",
+         "--queries", "20", "--efs", "16,64", "--segment-max-mb", "64", "--tag", "_smoke",
+         "--out", str(tmp_path))
+    r = _read(tmp_path, "scale_smoke")
+    assert r["server"]["vectors"] == sum(r["server"]["segments"]) == 2000
+    recalls = [s["recall_at_10"] for s in r["server"]["searches"]]
+    assert len(recalls) == 2 and all(0 < x <= 1 for x in recalls)
+    assert recalls[1] >= recalls[0]  # a wider search never finds fewer true neighbours
+    assert r["lite"][0]["vectors"] == 500
