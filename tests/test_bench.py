@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DATA, ROOT
+from conftest import DATA, ROOT, copy_people
 
 BENCH = ROOT / "bench"
 
@@ -93,3 +93,18 @@ def test_bench_scale(subset_dir, tmp_path):
     assert len(recalls) == 2 and all(0 < x <= 1 for x in recalls)
     assert recalls[1] >= recalls[0]  # a wider search never finds fewer true neighbours
     assert r["lite"][0]["vectors"] == 500
+
+
+def test_ytf_variants(tmp_path):
+    ytf = DATA / "ytf"
+    if not ytf.is_dir():
+        pytest.skip("no shared YouTube Faces")
+    lfw_dir = tmp_path / "lfw"
+    copy_people(lfw_dir, ["Tony_Blair", "Colin_Powell", "Gerhard_Schroeder"], 4)
+    _run("ytf_variants.py", "--people", "4", "--lfw", str(lfw_dir), "--out", str(tmp_path))
+    r = _read(tmp_path, "ytf_variants")
+    rows = r["variants"]
+    assert {"mean", "csls k5", "centred", "wccn a1.0", "flip + mean"} <= set(rows)
+    for row in rows.values():
+        assert row["queries"] == r["queries"] > 0 and 0 <= row["rank1"] <= 100
+        assert row["misses"] == round((1 - row["rank1"] / 100) * row["queries"])
