@@ -2,7 +2,7 @@
 
     revsearch serve [--host 127.0.0.1] [--port 8000] [--db ...]
 
-Endpoints (OpenAPI docs at /docs):
+Endpoints (OpenAPI docs at /docs, Swagger UI served by this app itself, so offline too):
 
 - `POST /api/queries`: upload a photo or video (or name an indexed one with `media`);
   returns a query id and the faces (photo) or face tracks (video) found in it.
@@ -16,7 +16,8 @@ Endpoints (OpenAPI docs at /docs):
 
 Safety: binds 127.0.0.1 unless told otherwise; uploads over `max_upload_bytes` get 413
 (checked on the declared length and on the bytes actually received); uploads that are
-not an image or a video *by content* get 415; media ids must be 32 hex digits and exist.
+not an image or a video *by content* get 415; media ids must be 32 hex digits and exist;
+the page is sent with a Content-Security-Policy that allows no inline or foreign script.
 """
 
 from __future__ import annotations
@@ -376,7 +377,7 @@ def create_app(settings: Settings | None = None, **overrides: object):
         service.close()
 
     # The stock /docs and /redoc pages load their scripts from a CDN, which an offline
-    # machine cannot reach: /docs is served below from the swagger-ui-bundle package.
+    # machine cannot reach: /docs is served below from the swagger-ui-bundle-v2 package.
     app = FastAPI(title="revsearch", version="0.1.0", lifespan=lifespan,
                   docs_url=None, redoc_url=None,
                   description="Reverse visual search of people in photos and videos.")
