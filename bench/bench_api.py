@@ -27,7 +27,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_lfw import machine, percentiles  # noqa: E402
+from bench_lfw import machine, percentiles, save_report  # noqa: E402
 
 RESULTS = ROOT / "docs" / "results"
 
@@ -120,9 +120,6 @@ def main() -> None:
         server.wait(30)
     result = {"machine": machine(), "index": {k: stats[k] for k in ("images", "faces", "db")},
               "runs": runs, "command": "python bench/bench_api.py " + " ".join(sys.argv[1:])}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_api.json").write_text(json.dumps(result, indent=2))
     lines = ["# REST API load test", "",
              f"Command: `{result['command'].strip()}` on {result['machine']['cpu']} "
              f"({result['machine']['cores']} cores), server and clients on the same machine.",
@@ -136,7 +133,7 @@ def main() -> None:
         lines.append(f"| {r['clients']} | {r['seconds']} | {r['requests']} | "
                      f"{r['requests_per_s']} | {r['errors']} | {lat['p50_ms']} | "
                      f"{lat['p95_ms']} | {lat['max_ms']} |")
-    (out / "bench_api.md").write_text("\n".join(lines) + "\n")
+    save_report(Path(args.out), "bench_api", result, lines)
     print("\n".join(lines))
     if any(r["errors"] for r in runs):
         sys.exit(1)

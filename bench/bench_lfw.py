@@ -124,9 +124,14 @@ def bench_queries(rs: revsearch.RevSearch, lfw: Path, n: int) -> dict:
             "queries": n, "no_face_queries": n - len(end_to_end)}
 
 
-def write(result: dict, out: Path, tag: str = "") -> None:
+def save_report(out: Path, stem: str, result: dict, lines: list[str]) -> None:
+    """Write `stem`.json (every figure) and `stem`.md (the tables) under `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"bench_lfw{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+
+
+def write(result: dict, out: Path, tag: str = "") -> None:
     i, q = result["ingest"], result["query"]
     lines = [
         "# LFW benchmark: ingest and query", "",
@@ -165,7 +170,7 @@ def write(result: dict, out: Path, tag: str = "") -> None:
             f"| align + embed, SFace on OpenVINO (default) | {ms['embed_openvino']} "
             f"| {face['embed_openvino']} |",
         ]
-    (out / f"bench_lfw{tag}.md").write_text("\n".join(lines) + "\n")
+    save_report(out, f"bench_lfw{tag}", result, lines)
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_lfw import machine, percentiles  # noqa: E402
+from bench_lfw import machine, percentiles, save_report  # noqa: E402
 
 import revsearch  # noqa: E402
 from revsearch import metrics  # noqa: E402
@@ -195,9 +195,6 @@ def main() -> None:
     result = {"machine": machine(), "images": len(paths), "queries": len(queries),
               "runs": runs, "ratios": ratios,
               "command": "python bench/bench_peer.py " + " ".join(sys.argv[1:])}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_peer.json").write_text(json.dumps(result, indent=2))
     lines = ["# revsearch vs a face_recognition-style script", "",
              f"Command: `{result['command'].strip()}` on {result['machine']['cpu']} "
              f"({result['machine']['cores']} cores).", "",
@@ -214,7 +211,7 @@ def main() -> None:
               "|---|---|---|"]
     lines += [f"| {name} | {r['ingest_speed_x']}x | {r['query_p50_x']}x |"
               for name, r in ratios.items()]
-    (out / "bench_peer.md").write_text("\n".join(lines) + "\n")
+    save_report(Path(args.out), "bench_peer", result, lines)
     print("\n".join(lines))
 
 

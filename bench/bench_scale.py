@@ -32,6 +32,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_lfw import save_report  # noqa: E402
 
 from revsearch.ann import insert_vectors, vector_collection  # noqa: E402
 from revsearch.config import load_settings  # noqa: E402
@@ -190,8 +193,6 @@ def bench_lite(base: np.ndarray, sizes: list[int], queries: np.ndarray, k: int,
 
 
 def write(result: dict, out: Path, tag: str = "") -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"scale{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
     s = result["server"]
     lines = [
         "# Scale: a million face vectors", "", f"Command: `{result['command']}`", "",
@@ -217,7 +218,7 @@ def write(result: dict, out: Path, tag: str = "") -> None:
             *[f"| {r['vectors']:,} | {r['insert_per_s']:,} | {r['p50_ms']} | {r['p95_ms']} |"
               for r in result["lite"]], "",
         ]
-    (out / f"scale{tag}.md").write_text("\n".join(lines))
+    save_report(out, f"scale{tag}", result, lines)
 
 
 def main() -> None:

@@ -13,7 +13,6 @@ docs/results/bench_video.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -25,7 +24,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import cv2  # noqa: E402
-from bench_lfw import machine, percentiles  # noqa: E402
+from bench_lfw import machine, percentiles, save_report  # noqa: E402
 
 import revsearch  # noqa: E402
 from revsearch.video import FOLDER_FPS, folder_frames, read_frames  # noqa: E402
@@ -103,9 +102,6 @@ def main() -> None:
     result = {"machine": machine(), "sampling": "default: <= 5 frames/s, every frame of "
               "YTF folders", "runs": runs,
               "command": "python bench/bench_video.py " + " ".join(sys.argv[1:])}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_video.json").write_text(json.dumps(result, indent=2))
     lines = ["# Video ingest and query benchmark", "",
              f"Command: `{result['command'].strip()}` on {result['machine']['cpu']} "
              f"({result['machine']['cores']} cores).", "",
@@ -123,7 +119,7 @@ def main() -> None:
                      f"{r['sampled_frames']} | {r['tracks']} | {r['ingest_seconds']} | "
                      f"{r['frames_per_s']} | {r['video_seconds_per_s']} | {q['p50_ms']} | "
                      f"{q['p95_ms']} |")
-    (out / "bench_video.md").write_text("\n".join(lines) + "\n")
+    save_report(Path(args.out), "bench_video", result, lines)
     print("\n".join(lines))
 
 

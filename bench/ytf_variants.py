@@ -23,7 +23,6 @@ Writes ytf_variants.json and .md under --out.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -32,6 +31,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_lfw import save_report  # noqa: E402
 
 from revsearch import evaluate, evaluate_video  # noqa: E402
 from revsearch.config import load_settings  # noqa: E402
@@ -136,9 +138,6 @@ def main() -> None:
     result = {"videos": len(names), "people": len(set(names)), "queries": queries,
               "misses_allowed_at_97": allowed, "variants": rows,
               "command": "python bench/ytf_variants.py " + " ".join(sys.argv[1:])}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ytf_variants.json").write_text(json.dumps(result, indent=2))
     lines = ["# YouTube Faces: variants tried on the `mean` descriptors", "",
              f"Command: `{result['command'].strip()}`", "",
              f"{len(names)} videos of {len(set(names))} people; each queries all the others. "
@@ -147,7 +146,7 @@ def main() -> None:
              "| variant | rank-1 % | misses | mAP |", "|---|---|---|---|"]
     lines += [f"| {name} | {r['rank1']} | {r['misses']} | {r['mAP']} |"
               for name, r in rows.items()]
-    (out / "ytf_variants.md").write_text("\n".join(lines) + "\n")
+    save_report(Path(args.out), "ytf_variants", result, lines)
     print("\n".join(lines))
 
 
