@@ -133,8 +133,7 @@ def main() -> None:
         lines.append(f"| {r['clients']} | {r['seconds']} | {r['requests']} | "
                      f"{r['requests_per_s']} | {r['errors']} | {lat['p50_ms']} | "
                      f"{lat['p95_ms']} | {lat['max_ms']} |")
-    save_report(Path(args.out), "bench_api", result, lines)
-    print("\n".join(lines))
+    print(save_report(Path(args.out), "bench_api", result, lines), end="")
     if any(r["errors"] for r in runs):
         sys.exit(1)
 

@@ -124,11 +124,14 @@ def bench_queries(rs: revsearch.RevSearch, lfw: Path, n: int) -> dict:
             "queries": n, "no_face_queries": n - len(end_to_end)}
 
 
-def save_report(out: Path, stem: str, result: dict, lines: list[str]) -> None:
-    """Write `stem`.json (every figure) and `stem`.md (the tables) under `out`."""
+def save_report(out: Path, stem: str, result: dict, lines: list[str]) -> str:
+    """Write `stem`.json (every figure) and `stem`.md (the tables) under `out`; return
+    the Markdown."""
     out.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(lines) + "\n"
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    (out / f"{stem}.md").write_text(text)
+    return text
 
 
 def write(result: dict, out: Path, tag: str = "") -> None:

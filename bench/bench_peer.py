@@ -211,8 +211,7 @@ def main() -> None:
               "|---|---|---|"]
     lines += [f"| {name} | {r['ingest_speed_x']}x | {r['query_p50_x']}x |"
               for name, r in ratios.items()]
-    save_report(Path(args.out), "bench_peer", result, lines)
-    print("\n".join(lines))
+    print(save_report(Path(args.out), "bench_peer", result, lines), end="")
 
 
 if __name__ == "__main__":

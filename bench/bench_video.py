@@ -119,8 +119,7 @@ def main() -> None:
                      f"{r['sampled_frames']} | {r['tracks']} | {r['ingest_seconds']} | "
                      f"{r['frames_per_s']} | {r['video_seconds_per_s']} | {q['p50_ms']} | "
                      f"{q['p95_ms']} |")
-    save_report(Path(args.out), "bench_video", result, lines)
-    print("\n".join(lines))
+    print(save_report(Path(args.out), "bench_video", result, lines), end="")
 
 
 if __name__ == "__main__":

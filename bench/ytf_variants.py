@@ -146,8 +146,7 @@ def main() -> None:
              "| variant | rank-1 % | misses | mAP |", "|---|---|---|---|"]
     lines += [f"| {name} | {r['rank1']} | {r['misses']} | {r['mAP']} |"
               for name, r in rows.items()]
-    save_report(Path(args.out), "ytf_variants", result, lines)
-    print("\n".join(lines))
+    print(save_report(Path(args.out), "ytf_variants", result, lines), end="")
 
 
 if __name__ == "__main__":
