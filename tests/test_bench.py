@@ -104,7 +104,23 @@ def test_ytf_variants(tmp_path):
     _run("ytf_variants.py", "--people", "4", "--lfw", str(lfw_dir), "--out", str(tmp_path))
     r = _read(tmp_path, "ytf_variants")
     rows = r["variants"]
-    assert {"mean", "csls k5", "centred", "wccn a1.0", "flip + mean"} <= set(rows)
+    assert {"mean", "csls k5", "centred", "wccn a1.0", "lfw cohort k10", "flip + mean",
+            "jitter + mean"} <= set(rows)
+    assert sum(name.startswith("csls, k chosen on LFW") for name in rows) == 1
+    for choice in r["csls_k_on_lfw"].values():
+        assert choice["chosen"] in {int(k) for k in choice["lfw_rank1_by_k"]}
     for row in rows.values():
         assert row["queries"] == r["queries"] > 0 and 0 <= row["rank1"] <= 100
         assert row["misses"] == round((1 - row["rank1"] / 100) * row["queries"])
+
+
+def test_ytf_label_audit(tmp_path):
+    if not (DATA / "ytf").is_dir():
+        pytest.skip("no shared YouTube Faces")
+    _run("ytf_label_audit.py", "--people", "6", "--out", str(tmp_path))
+    r = _read(tmp_path, "ytf_label_audit")
+    assert r["published_labels"]["queries"] == r["videos"] > 0
+    assert all(c["best_same_label"] < r["threshold"] for c in r["candidates"])
+    judged = sum(bool(c["judged_mislabelled"]) for c in r["candidates"])
+    assert r["judged_removed"]["queries"] == r["videos"] - judged
+    assert (tmp_path / "ytf_label_audit.jpg").is_file() == bool(r["candidates"])
