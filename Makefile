@@ -21,7 +21,7 @@ demo: venv
 	$(BIN)/revsearch search "$(QUERY)" -k 10
 
 test: venv browser
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench notebooks
 	$(BIN)/python -m pytest
 
 # The web page's end-to-end test drives Debian's Chromium; install it when we can.
