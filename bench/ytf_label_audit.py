@@ -35,7 +35,7 @@ from ytf_variants import DATA, RESULTS, mean_descriptors, score, unit  # noqa: E
 
 from revsearch import calibrate  # noqa: E402
 from revsearch.config import load_settings  # noqa: E402
-from revsearch.datasets import ytf_videos  # noqa: E402
+from revsearch.datasets import YtfVideo  # noqa: E402
 
 # Verdicts by eye on the sheet of the full subset (sface, threshold 0.358), row by row:
 # the candidate shows plainly another face than the label's other videos (face shape,
@@ -73,20 +73,25 @@ def _thumb(folder: Path, outline: bool) -> np.ndarray:
     return image
 
 
-def contact_sheet(rows: list[tuple[str, float]], folders: dict[str, Path],
-                  names: np.ndarray, keys: list[str], path: Path) -> None:
-    width = 1 + max((int((names == k.split("/")[0]).sum()) for k, _ in rows), default=1)
+def contact_sheet(rows: list[tuple[YtfVideo, float]], videos: list[YtfVideo],
+                  path: Path) -> None:
+    """One strip per candidate: its frame outlined, then its label's other videos."""
     strips = []
-    for key, best in rows:
-        others = [k for k in keys if k.split("/")[0] == key.split("/")[0] and k != key]
-        tiles = [_thumb(folders[key], True)] + [_thumb(folders[k], False) for k in others]
-        strip = np.zeros((THUMB + 18, width * THUMB, 3), np.uint8)
+    for video, best in rows:
+        others = [v for v in videos if v.name == video.name and v != video]
+        strips.append((video, best, [_thumb(video.path, True)]
+                       + [_thumb(v.path, False) for v in others]))
+    if not strips:
+        return
+    width = max(len(tiles) for _, _, tiles in strips) * THUMB
+    sheet = []
+    for video, best, tiles in strips:
+        strip = np.zeros((THUMB + 18, width, 3), np.uint8)
         strip[18:, :len(tiles) * THUMB] = np.hstack(tiles)
-        cv2.putText(strip, f"{key}  best same-label {best:.2f}", (4, 13),
+        cv2.putText(strip, f"{video.key}  best same-label {best:.2f}", (4, 13),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
-        strips.append(strip)
-    if strips:
-        cv2.imwrite(str(path), np.vstack(strips), [cv2.IMWRITE_JPEG_QUALITY, 80])
+        sheet.append(strip)
+    cv2.imwrite(str(path), np.vstack(sheet), [cv2.IMWRITE_JPEG_QUALITY, 80])
 
 
 def main() -> None:
@@ -100,17 +105,15 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     settings = load_settings(progress=False)
     threshold = calibrate.load(settings.pipeline_key, settings.home).threshold
-    desc, names = mean_descriptors(Path(args.ytf), args.people, flip=False)
-    videos = [v for v in ytf_videos(Path(args.ytf)) if v.name in set(names)]
-    keys = [f"{v.name}/{v.path.name}" for v in videos]
-    if [k.split("/")[0] for k in keys] != names.tolist():
-        raise SystemExit("video order differs from the tracked descriptors")
+    desc, videos = mean_descriptors(Path(args.ytf), args.people, flip=False)
+    names = np.array([v.name for v in videos])
+    keys = [v.key for v in videos]
     sims = unit(desc) @ unit(desc).T
     best = best_same_label(sims, names)
-    order = np.argsort(best)
-    candidates = [(keys[i], float(best[i])) for i in order if best[i] < threshold]
-    contact_sheet(candidates, {k: v.path for k, v in zip(keys, videos, strict=True)},
-                  names, keys, out / "ytf_label_audit.jpg")
+    below = [i for i in np.argsort(best) if best[i] < threshold]
+    contact_sheet([(videos[i], float(best[i])) for i in below], videos,
+                  out / "ytf_label_audit.jpg")
+    candidates = [(keys[i], float(best[i])) for i in below]
 
     judged = [k for k, _ in candidates if k in JUDGED]
     keep = np.array([k not in judged for k in keys])

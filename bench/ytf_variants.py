@@ -48,7 +48,7 @@ from bench_lfw import save_report  # noqa: E402
 from revsearch import evaluate, evaluate_video  # noqa: E402
 from revsearch.align import ARCFACE_TEMPLATE_112, similarity_transform  # noqa: E402
 from revsearch.config import load_settings  # noqa: E402
-from revsearch.datasets import ytf_videos  # noqa: E402
+from revsearch.datasets import YtfVideo, ytf_videos  # noqa: E402
 from revsearch.pipeline import Pipeline  # noqa: E402
 
 RESULTS = ROOT / "docs" / "results"
@@ -98,8 +98,8 @@ class JitterEmbedder:
 
 
 def mean_descriptors(ytf: Path, people: int, flip: bool,
-                     jitter: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(videos, d) `mean` descriptors and the person of each video (zero row: no face)."""
+                     jitter: bool = False) -> tuple[np.ndarray, list[YtfVideo]]:
+    """(videos, d) `mean` descriptors (zero row: no face) and the videos, in that order."""
     settings = load_settings(progress=False, flip=flip and not jitter)
     videos = ytf_videos(ytf)
     if people:
@@ -112,7 +112,7 @@ def mean_descriptors(ytf: Path, people: int, flip: bool,
     desc = evaluate_video.descriptors(tracked, "mean")
     dim = pipeline.dim
     rows = np.stack([d[0] if len(d) else np.zeros(dim, np.float32) for d in desc])
-    return rows.astype(np.float64), np.array([t.video.name for t in tracked])
+    return rows.astype(np.float64), [t.video for t in tracked]
 
 
 def score(sims: np.ndarray, names: np.ndarray) -> dict:
@@ -228,7 +228,8 @@ def main() -> None:
         names = None
         for prefix, flip, jitter in (("", False, False), ("flip + ", True, False),
                                      ("jitter + ", False, True)):
-            desc, seen = mean_descriptors(Path(args.ytf), args.people, flip, jitter)
+            desc, videos = mean_descriptors(Path(args.ytf), args.people, flip, jitter)
+            seen = np.array([v.name for v in videos])
             if names is not None and not (seen == names).all():
                 raise SystemExit("the runs tracked different videos")
             names = seen
