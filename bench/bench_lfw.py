@@ -61,8 +61,8 @@ def machine() -> dict:
 
 def profile_stages(lfw: Path, n: int) -> dict:
     """Mean ms per image for each ingest stage, one process, one thread."""
-    from revsearch.detect import create_detector
-    from revsearch.embed import create_embedder
+    from revsearch.faces.detect import create_detector
+    from revsearch.faces.embed import create_embedder
 
     files = random.Random(1).sample(sorted(lfw.glob("*/*.jpg")), n)
     detector = create_detector("yunet")

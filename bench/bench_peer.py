@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_lfw import machine, percentiles, save_report  # noqa: E402
 
 import revsearch  # noqa: E402
-from revsearch import metrics  # noqa: E402
+from revsearch.eval import metrics  # noqa: E402
+from revsearch.faces.models import model_path  # noqa: E402
 from revsearch.media import load_image  # noqa: E402
-from revsearch.models import model_path  # noqa: E402
 
 RESULTS = ROOT / "docs" / "results"
 

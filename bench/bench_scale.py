@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_lfw import save_report  # noqa: E402
 
-from revsearch.ann import insert_vectors, vector_collection  # noqa: E402
 from revsearch.config import load_settings  # noqa: E402
-from revsearch.metrics import exact_top  # noqa: E402
+from revsearch.eval.ann import insert_vectors, vector_collection  # noqa: E402
+from revsearch.eval.metrics import exact_top  # noqa: E402
 
 RESULTS = ROOT / "docs" / "results"
 SIGMA = 0.3
@@ -50,7 +50,7 @@ LFW = ROOT.parent / "shared" / "data" / "lfw" / "lfw-deepfunneled"
 def real_vectors(lfw: Path, work: Path) -> np.ndarray:
     """The face vectors of every photo under `lfw`; full LFW's are kept where `revsearch
     eval lfw` keeps them, so the two share one ingest."""
-    from revsearch import evaluate
+    from revsearch.eval import lfw as evaluate
 
     settings = load_settings(progress=False)
     if lfw.resolve() == LFW.resolve():

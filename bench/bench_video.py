@@ -27,7 +27,7 @@ import cv2  # noqa: E402
 from bench_lfw import machine, percentiles, save_report  # noqa: E402
 
 import revsearch  # noqa: E402
-from revsearch.video import FOLDER_FPS, folder_frames, read_frames  # noqa: E402
+from revsearch.video.frames import FOLDER_FPS, folder_frames, read_frames  # noqa: E402
 
 RESULTS = ROOT / "docs" / "results"
 
@@ -72,7 +72,7 @@ def bench_set(name: str, sources: list[Path], queries: list[Path], work: Path) -
 
 def _videos_under(folder: Path) -> list[Path]:
     from revsearch.media import walk
-    from revsearch.video import is_frame_folder
+    from revsearch.video.frames import is_frame_folder
 
     return list(walk([folder], unit=is_frame_folder))
 

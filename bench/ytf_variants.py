@@ -45,11 +45,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_lfw import save_report  # noqa: E402
 
-from revsearch import evaluate, evaluate_video  # noqa: E402
-from revsearch.align import ARCFACE_TEMPLATE_112, similarity_transform  # noqa: E402
 from revsearch.config import load_settings  # noqa: E402
-from revsearch.datasets import YtfVideo, ytf_videos  # noqa: E402
-from revsearch.pipeline import Pipeline  # noqa: E402
+from revsearch.eval import lfw as evaluate  # noqa: E402
+from revsearch.eval import ytf as evaluate_video  # noqa: E402
+from revsearch.eval.datasets import YtfVideo, ytf_videos  # noqa: E402
+from revsearch.faces.align import ARCFACE_TEMPLATE_112, similarity_transform  # noqa: E402
+from revsearch.faces.pipeline import Pipeline  # noqa: E402
 
 RESULTS = ROOT / "docs" / "results"
 CSLS_KS = (0, 5, 10, 20, 50, 100)  # 0: plain cosine, no CSLS

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from revsearch.errors import MediaError
-from revsearch.video import Sampling, read_frames
+from revsearch.video.frames import Sampling, read_frames
 
 
 def main() -> None:

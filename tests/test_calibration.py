@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from conftest import LFW_ROOT, require_data
 
-from revsearch import calibrate
 from revsearch.config import load_settings
-from revsearch.datasets import read_pairs
-from revsearch.models import MODEL_FILES
-from revsearch.pipeline import Pipeline
+from revsearch.eval import calibrate
+from revsearch.eval.datasets import read_pairs
+from revsearch.faces.models import MODEL_FILES
+from revsearch.faces.pipeline import Pipeline
+from revsearch.spaces import calibration
 
 
 def test_threshold_at_far_hand_computed():
@@ -52,7 +53,7 @@ def test_read_pairs_official_files():
 def test_shipped_calibration_holds_on_held_out_pairs(key):
     """The stored threshold, re-measured now on DevTest pairs it was not fitted on."""
     require_data()
-    stored = json.loads((calibrate.packaged_dir() / f"{key}.json").read_text())
+    stored = json.loads((calibration.packaged_dir() / f"{key}.json").read_text())
     assert stored["model_sha256"] == MODEL_FILES["sface"].sha256
     settings = load_settings(embedder="sface", workers=2)
     [pairs] = read_pairs(LFW_ROOT / "pairsDevTest.txt")

@@ -80,7 +80,7 @@ def test_eval_ann_measures_index_types(tmp_path):
 
 def test_retrieval_on_a_hand_made_gallery():
     """Three images; P appears labelled in img0 and img1 and as a bystander in img2."""
-    from revsearch.evaluate import Gallery, retrieval
+    from revsearch.eval.lfw import Gallery, retrieval
 
     e = np.eye(4, dtype=np.float32)
     p1, p2, q, bystander_p = e[0], (e[0] + 0.2 * e[1]), e[2], (e[0] + 0.05 * e[3])

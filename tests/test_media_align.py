@@ -7,8 +7,8 @@ import pytest
 from badfiles import as_mode, exif_rotated_jpeg, png_bomb
 from conftest import lfw, require_data
 
-from revsearch.align import ARCFACE_TEMPLATE_112, align_face, similarity_transform
 from revsearch.errors import MediaError
+from revsearch.faces.align import ARCFACE_TEMPLATE_112, align_face, similarity_transform
 from revsearch.media import decode_image, sniff
 
 

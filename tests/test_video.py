@@ -12,11 +12,11 @@ import pytest
 from conftest import DATA, LFW, run_cli
 
 import revsearch
-from revsearch.datasets import read_ytf_splits, ytf_videos
-from revsearch.detect import Face
 from revsearch.errors import MediaError, NoFaceError
-from revsearch.track import Detection, aggregate, link, set_similarity
-from revsearch.video import Sampling, read_frame, read_frames
+from revsearch.eval.datasets import read_ytf_splits, ytf_videos
+from revsearch.faces.detect import Face
+from revsearch.video.frames import Sampling, read_frame, read_frames
+from revsearch.video.track import Detection, aggregate, link, set_similarity
 
 VIDEOS = DATA / "videos"
 GRID = VIDEOS / "grid"

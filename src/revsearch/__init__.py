@@ -3,8 +3,8 @@
 The public API is in `revsearch.api` and re-exported here; see its docstring.
 """
 
-from .api import RevSearch, connect, index, migrate, search
-from .errors import (
+from revsearch.api import RevSearch, connect, index, migrate, search
+from revsearch.errors import (
     DatabaseError,
     DatabaseLockedError,
     MediaError,
@@ -12,7 +12,7 @@ from .errors import (
     NoFaceError,
     RevsearchError,
 )
-from .search import Hit, QueryFace, SearchResult
+from revsearch.search import Hit, QueryFace, SearchResult
 
 __version__ = "0.1.0"
 

@@ -21,13 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import calibrate
-from .config import Settings, load_settings
-from .errors import MediaError, RevsearchError
-from .ingest import IngestReport, run_ingest
-from .media import content_hash, decode_image, read_bytes, sniff
-from .pipeline import Pipeline, VideoAnalysis, space_spec
-from .search import (
+from revsearch.config import Settings, load_settings
+from revsearch.errors import MediaError, RevsearchError
+from revsearch.faces.pipeline import Pipeline, VideoAnalysis, space_spec
+from revsearch.ingest import IngestReport, run_ingest
+from revsearch.media import content_hash, decode_image, read_bytes, sniff
+from revsearch.search import (
     QueryFace,
     QueryTrack,
     SearchResult,
@@ -36,8 +35,9 @@ from .search import (
     search_faces,
     search_tracks,
 )
-from .store import FaceCollection, Store, hnsw_index
-from .video import is_video, stat_video, video_digest
+from revsearch.spaces import calibration
+from revsearch.store import FaceCollection, Store, hnsw_index
+from revsearch.video.frames import is_video, stat_video, video_digest
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class RevSearch:
         if self.settings.pipeline == "baseline":
             return None  # the AWS demo has no notion of a match; neither does its replica
         if self._threshold is None:
-            found = calibrate.load(self.settings.pipeline_key, self.settings.home)
+            found = calibration.load(self.settings.pipeline_key, self.settings.home)
             if found is None:
                 log.warning("no calibration for %s: run `revsearch calibrate` or pass "
                             "--threshold; results carry no match decision",
@@ -211,9 +211,9 @@ def migrate(source: str, target: str, spaces: Sequence[str] | None = None) -> di
     """Copy embedding spaces (all by default) from one database to another, e.g. from a
     Milvus Lite file to a Milvus server. Rows are upserted, so a re-run after a failure
     is safe; the copy is checked by counting. Stop ingests into `source` first."""
-    from . import baseline
-    from .errors import DatabaseError
-    from .store import copy_space
+    from revsearch.errors import DatabaseError
+    from revsearch.faces import baseline
+    from revsearch.store import copy_space
 
     copied: dict[str, dict] = {}
     with Store(source) as src, Store(target) as dst:

@@ -9,10 +9,10 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from . import api
-from .errors import RevsearchError
-from .ingest import LABEL_MODES
-from .search import TARGETS, QueryTrack
+from revsearch import api
+from revsearch.errors import RevsearchError
+from revsearch.ingest import LABEL_MODES
+from revsearch.search import TARGETS, QueryTrack
 
 
 def _common() -> argparse.ArgumentParser:
@@ -134,17 +134,18 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from . import calibrate
-    from .config import load_settings
-    from .datasets import default_lfw_root
+    from revsearch.config import load_settings
+    from revsearch.eval import calibrate
+    from revsearch.eval.datasets import default_lfw_root
+    from revsearch.spaces import calibration
 
     settings = load_settings(**_settings(args))
     lfw = Path(args.lfw) if args.lfw else default_lfw_root()
     command = "revsearch calibrate " + " ".join(sys.argv[2:])
     result = calibrate.calibrate(settings, lfw, args.far, command=command.strip())
     out = Path(args.out) if args.out else (
-        calibrate.packaged_dir() if args.package else settings.home / "calibration")
-    path = calibrate.save(result, out)
+        calibration.packaged_dir() if args.package else settings.home / "calibration")
+    path = calibration.save(result, out)
     print(json.dumps(asdict(result), indent=2))
     print(f"written to {path}")
     return 0
@@ -153,17 +154,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from . import evaluate, report
-    from .config import load_settings
-    from .datasets import default_lfw_root
+    from revsearch.config import load_settings
+    from revsearch.eval import lfw as evaluate
+    from revsearch.eval import report
+    from revsearch.eval.datasets import default_lfw_root
 
     settings = load_settings(**_settings(args))
     lfw = Path(args.lfw) if args.lfw else default_lfw_root()
     out = Path(args.out)
     command = "revsearch " + " ".join(sys.argv[1:])
     if args.task == "ytf":
-        from . import evaluate_video
-        from .datasets import default_ytf_root
+        from revsearch.eval import ytf as evaluate_video
+        from revsearch.eval.datasets import default_ytf_root
 
         ytf = Path(args.ytf) if args.ytf else default_ytf_root()
         result = evaluate_video.evaluate_ytf(ytf, settings, out, people=args.people,
@@ -176,7 +178,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print((out / f"occlusion_lfw_{result['pipeline']}.md").read_text())
         return 0
     if args.task == "ann":
-        from . import ann
+        from revsearch.eval import ann
 
         gallery = evaluate.build_gallery(lfw / "lfw-deepfunneled", settings,
                                          _eval_db(settings))
@@ -203,7 +205,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from . import serve
+    from revsearch import serve
 
     settings = _settings(args)
     if args.max_upload_bytes:

@@ -80,7 +80,7 @@ class Settings:
 
     @property
     def sampling(self):
-        from .video import Sampling
+        from revsearch.video.frames import Sampling
 
         return Sampling(fps=self.video_fps, every=self.video_every,
                         max_frames=self.video_max_frames)

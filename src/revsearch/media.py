@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import MediaError
+from revsearch.errors import MediaError
 
 # Decoding must not trust Pillow's own bomb limit (a warning up to 2x): we check first.
 Image.MAX_IMAGE_PIXELS = None

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .detect import Face
-from .errors import NoFaceError
-from .pipeline import Pipeline, largest_face, main_track
-from .store import FaceCollection, FaceHit
-from .track import Track
+from revsearch.errors import NoFaceError
+from revsearch.faces.detect import Face
+from revsearch.faces.pipeline import Pipeline, largest_face, main_track
+from revsearch.store import FaceCollection, FaceHit
+from revsearch.video.track import Track
 
 TARGETS = ("all", "images", "videos")
 

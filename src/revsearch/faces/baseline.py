@@ -25,8 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .detect import Face
-from .models import verify_file
+from revsearch.faces.detect import Face
+from revsearch.faces.models import verify_file
 
 # The blog's Elasticsearch k-NN settings, as far as Milvus has them.
 INDEX_PARAMS = {"index_type": "HNSW", "params": {"M": 16, "efConstruction": 512}}
@@ -98,7 +98,7 @@ class ImageNetEmbedder:
 
     @staticmethod
     def _onnx(path: Path, sha256: str, threads: int):
-        from .embed import _session
+        from revsearch.faces.embed import _session
 
         verify_file(path, sha256 or None, f"ONNX backbone {path.name}")
         session = _session(str(path), threads)

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .detect import Face
-from .embed import l2_normalize
+from revsearch.faces.detect import Face
+from revsearch.faces.embed import l2_normalize
 
 METHODS = ("mean", "quality", "prototypes", "single")
 

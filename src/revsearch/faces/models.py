@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import ModelFileError
+from revsearch.errors import ModelFileError
 
 log = logging.getLogger(__name__)
 

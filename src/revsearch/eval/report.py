@@ -201,9 +201,9 @@ def occlusion_markdown(out: Path, result: dict) -> Path:
 
 def occlusion_examples(path: Path, image_path: str, pipeline, rng) -> None:
     """One face, clean and under each occluder, side by side."""
-    from .media import load_image
-    from .occlusion import KINDS, occlude
-    from .pipeline import central_face
+    from revsearch.eval.occlusion import KINDS, occlude
+    from revsearch.faces.pipeline import central_face
+    from revsearch.media import load_image
 
     image = load_image(image_path)
     faces = pipeline.detect(image)

@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from .models import model_path
+from revsearch.faces.models import model_path
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MediaError
-from .media import decode_image, read_bytes, sniff
+from revsearch.errors import MediaError
+from revsearch.media import decode_image, read_bytes, sniff
 
 # FFmpeg prints its own complaints about damaged files to stderr; the MediaError we
 # raise says what matters, so keep FFmpeg quiet unless the user asked otherwise.

@@ -38,9 +38,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .align import align_face
-from .detect import Face
-from .models import model_path, sha256_file, verify_file
+from revsearch.faces.align import align_face
+from revsearch.faces.detect import Face
+from revsearch.faces.models import model_path, sha256_file, verify_file
 
 log = logging.getLogger(__name__)
 

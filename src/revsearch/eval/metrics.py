@@ -109,7 +109,7 @@ def ten_fold_accuracy(scores: np.ndarray, same: np.ndarray, folds: np.ndarray) -
 
 
 def tar_at_far(scores: np.ndarray, same: np.ndarray, far: float) -> dict:
-    from .calibrate import rates, threshold_at_far
+    from revsearch.eval.calibrate import rates, threshold_at_far
 
     scores, same = np.asarray(scores, np.float64), np.asarray(same, bool)
     t = threshold_at_far(scores[~same], far)

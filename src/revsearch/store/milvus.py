@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DatabaseError, DatabaseLockedError
+from revsearch.errors import DatabaseError, DatabaseLockedError
 
 log = logging.getLogger(__name__)
 

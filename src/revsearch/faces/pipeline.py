@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import Settings
-from .detect import Face, create_detector
-from .embed import create_embedder
-from .track import Detection, Track, aggregate, frame_quality, link
-from .video import Sampling, read_frames
+from revsearch.config import Settings
+from revsearch.faces.detect import Face, create_detector
+from revsearch.faces.embed import create_embedder
+from revsearch.video.frames import Sampling, read_frames
+from revsearch.video.track import Detection, Track, aggregate, frame_quality, link
 
 
 @dataclass
@@ -53,7 +53,7 @@ class Pipeline:
         self.dim = self.embedder.dim
 
     def _init_baseline(self, settings: Settings, threads: int) -> None:
-        from . import baseline
+        from revsearch.faces import baseline
 
         self.detector = baseline.WholeImageDetector()
         self.embedder = baseline.ImageNetEmbedder(settings.backbone, settings.model_path,
@@ -133,7 +133,7 @@ _KNOWN_DIMS = {"sface": 128, "dlib": 128, "sface_dlib": 256,
 def space_spec(settings: Settings) -> SpaceSpec:
     key = settings.pipeline_key.removesuffix("_flip")
     if settings.pipeline == "baseline":
-        from . import baseline
+        from revsearch.faces import baseline
 
         return SpaceSpec(_KNOWN_DIMS.get(key), baseline.METRIC, baseline.INDEX_PARAMS,
                          baseline.SEARCH_EF)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import exact_top
+from revsearch.eval.metrics import exact_top
 
 
 def index_configs(n: int) -> dict[str, tuple[dict, dict]]:

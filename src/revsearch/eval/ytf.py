@@ -26,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import metrics
-from .config import Settings
-from .datasets import YtfVideo, read_ytf_splits, ytf_videos
-from .occlusion import KINDS, occlude
-from .pipeline import Pipeline, main_track
-from .track import aggregate
-from .video import Sampling, folder_frames
+from revsearch.config import Settings
+from revsearch.eval import metrics
+from revsearch.eval.datasets import YtfVideo, read_ytf_splits, ytf_videos
+from revsearch.eval.occlusion import KINDS, occlude
+from revsearch.faces.pipeline import Pipeline, main_track
+from revsearch.video.frames import Sampling, folder_frames
+from revsearch.video.track import aggregate
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def evaluate_ytf(root: Path, settings: Settings, out_dir: Path, people: int = 0,
     result["seconds"] = round(time.monotonic() - started, 1)
     result["command"] = command
     out_dir.mkdir(parents=True, exist_ok=True)
-    from . import report
+    from revsearch.eval import report
 
     report.ytf_plots(out_dir, result)
     clean = _public(result)

@@ -5,7 +5,8 @@ reached on *impostor* pairs: every pair of different people among the images of
 `pairsDevTrain.txt` (millions of pairs, so a FAR of 1e-3 or 1e-4 is estimated from
 thousands of errors, not from one or two of the file's 1,100 listed negatives).
 `pairsDevTest.txt` then checks it on held-out people. The result is written as JSON
-beside the model (`revsearch/calibration/<key>.json`) and read at search time.
+beside the model (`revsearch/spaces/calibration/<key>.json`, see
+`revsearch.spaces.calibration`) and read at search time.
 
 A threshold answers a verification question ("same person?") for one comparison.
 Searching a gallery of N other people compares the query with all of them, so expect
@@ -14,36 +15,21 @@ about FAR x N false matches per query: choose the FAR with the gallery size in m
 
 from __future__ import annotations
 
-import importlib.resources
-import json
 import logging
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .config import Settings
-from .datasets import Pair, lfw_image, read_pairs
-from .media import load_image
-from .pipeline import Pipeline, central_face
+from revsearch.config import Settings
+from revsearch.eval.datasets import Pair, lfw_image, read_pairs
+from revsearch.faces.pipeline import Pipeline, central_face
+from revsearch.media import load_image
+from revsearch.spaces.calibration import Calibration
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TARGET_FAR = 1e-3
-
-
-@dataclass
-class Calibration:
-    key: str
-    threshold: float
-    target_far: float
-    model_sha256: str
-    detector: str
-    train: dict
-    test: dict
-    command: str
-    created: str
 
 
 def threshold_at_far(impostor: np.ndarray, far: float) -> float:
@@ -106,7 +92,7 @@ def pair_scores(pipeline: Pipeline, lfw_root: Path, pairs: list[Pair]) -> dict:
 def calibrate(settings: Settings, lfw_root: Path, target_far: float = DEFAULT_TARGET_FAR,
               command: str = "") -> Calibration:
     """Fit the threshold on pairsDevTrain at `target_far`; report it on pairsDevTest."""
-    from .models import MODEL_FILES, sha256_file
+    from revsearch.faces.models import MODEL_FILES, sha256_file
 
     pipeline = Pipeline(settings, threads=max(1, settings.workers))
     train = pair_scores(pipeline, lfw_root, read_pairs(lfw_root / "pairsDevTrain.txt")[0])
@@ -126,23 +112,3 @@ def calibrate(settings: Settings, lfw_root: Path, target_far: float = DEFAULT_TA
         model_sha256=sha, detector=settings.detector, train=summary(train),
         test=summary(test), command=command, created=time.strftime("%Y-%m-%d"),
     )
-
-
-def save(calibration: Calibration, directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{calibration.key}.json"
-    path.write_text(json.dumps(asdict(calibration), indent=2) + "\n")
-    return path
-
-
-def packaged_dir() -> Path:
-    return Path(str(importlib.resources.files("revsearch").joinpath("calibration")))
-
-
-def load(key: str, home: Path) -> Calibration | None:
-    """The user's calibration for `key` if any, else the one shipped with the package."""
-    for directory in (home / "calibration", packaged_dir()):
-        path = directory / f"{key}.json"
-        if path.is_file():
-            return Calibration(**json.loads(path.read_text()))
-    return None

@@ -38,13 +38,13 @@ import numpy as np
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
-from .api import RevSearch
-from .config import Settings, load_settings
-from .detect import Face
-from .errors import DatabaseError, MediaError, NoFaceError, RevsearchError
-from .media import content_hash, decode_image, sniff
-from .pipeline import VideoAnalysis
-from .search import (
+from revsearch.api import RevSearch
+from revsearch.config import Settings, load_settings
+from revsearch.errors import DatabaseError, MediaError, NoFaceError, RevsearchError
+from revsearch.faces.detect import Face
+from revsearch.faces.pipeline import VideoAnalysis
+from revsearch.media import content_hash, decode_image, sniff
+from revsearch.search import (
     QueryTrack,
     SearchResult,
     describe_faces,
@@ -52,9 +52,9 @@ from .search import (
     search_faces,
     search_tracks,
 )
-from .store import face_id_for
-from .track import iou
-from .video import read_frame
+from revsearch.store import face_id_for
+from revsearch.video.frames import read_frame
+from revsearch.video.track import iou
 
 log = logging.getLogger(__name__)
 
@@ -537,7 +537,7 @@ _PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self
 
 
 def _web_file(name: str) -> bytes:
-    return resources.files("revsearch").joinpath("web", name).read_bytes()
+    return resources.files("revsearch.serve").joinpath("web", name).read_bytes()
 
 
 def _mime(path: Path, kind: str) -> str:

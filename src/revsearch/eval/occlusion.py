@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .detect import Face
+from revsearch.faces.detect import Face
 
 KINDS = ("sunglasses", "mask", "patch")
 

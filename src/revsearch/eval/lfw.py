@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import metrics
-from .config import Settings
-from .datasets import read_pairs
-from .detect import Face
-from .ingest import run_ingest
-from .media import load_image
-from .pipeline import Pipeline, space_spec
-from .store import Store
+from revsearch.config import Settings
+from revsearch.eval import metrics
+from revsearch.eval.datasets import read_pairs
+from revsearch.faces.detect import Face
+from revsearch.faces.pipeline import Pipeline, space_spec
+from revsearch.ingest import run_ingest
+from revsearch.media import load_image
+from revsearch.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ def evaluate_lfw(lfw_root: Path, settings: Settings, out_dir: Path, db: str) -> 
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"lfw_{settings.pipeline_key}.json").write_text(json.dumps(result, indent=2))
-    from . import report
+    from revsearch.eval import report
 
     report.lfw_plots(out_dir, settings.pipeline_key, g, ret, ver)
     report.lfw_markdown(out_dir, [result])
@@ -212,7 +212,7 @@ def evaluate_occlusion(lfw_root: Path, settings: Settings, out_dir: Path, db: st
     goes through the whole query path again (detection included); a query whose face is
     no longer found counts as a miss and is reported as lost.
     """
-    from .occlusion import KINDS, occlude
+    from revsearch.eval.occlusion import KINDS, occlude
 
     g = build_gallery(lfw_root / "lfw-deepfunneled", settings, db)
     pipeline = Pipeline(settings, threads=max(1, settings.workers))
@@ -249,7 +249,7 @@ def evaluate_occlusion(lfw_root: Path, settings: Settings, out_dir: Path, db: st
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"occlusion_lfw_{settings.pipeline_key}.json").write_text(
         json.dumps(result, indent=2))
-    from . import report
+    from revsearch.eval import report
 
     report.occlusion_markdown(out_dir, result)
     report.occlusion_examples(out_dir / "occlusion_examples.png", g.paths[chosen[0]],
@@ -260,7 +260,7 @@ def evaluate_occlusion(lfw_root: Path, settings: Settings, out_dir: Path, db: st
 def _occluded_query(pipeline: Pipeline, image: np.ndarray, kind: str, occlude,
                     rng: np.random.Generator) -> np.ndarray | None:
     """The query vector of the labelled (central) face after occluding it, or None."""
-    from .pipeline import central_face
+    from revsearch.faces.pipeline import central_face
 
     faces = pipeline.detect(image)
     if not faces:

@@ -1,0 +1,103 @@
+"""The whole ingest: reader -> mapper -> writer, with progress and a problem report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from revsearch.config import Settings
+from revsearch.faces.pipeline import Pipeline
+from revsearch.ingest.mapper import map_files
+from revsearch.ingest.reader import scan
+from revsearch.ingest.records import IngestReport
+from revsearch.ingest.writer import Writer
+from revsearch.store import FaceCollection
+
+log = logging.getLogger(__name__)
+
+
+def _default_log_path(settings: Settings) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return settings.home / "logs" / f"ingest-{stamp}-{os.getpid()}.jsonl"
+
+
+def _write_log(path: Path, report: IngestReport) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        for p in report.problems:
+            fh.write(json.dumps({"event": "problem", **asdict(p)}) + "\n")
+        summary = {k: v for k, v in asdict(report).items() if k != "problems"}
+        fh.write(json.dumps({"event": "summary", "problems": len(report.problems), **summary})
+                 + "\n")
+
+
+def run_ingest(paths: Sequence[str | os.PathLike], collection: FaceCollection,
+               settings: Settings, *, labels: str = "auto", sync: bool = False,
+               report_path: str | os.PathLike | None = None,
+               on_progress: Callable[[int, int], None] | None = None,
+               pipeline: Pipeline | None = None) -> IngestReport:
+    """Index every image under `paths` into `collection`; see module docstring."""
+    started = time.monotonic()
+    known = {row["path"]: row for row in collection.images()}
+    # After a clean run, only re-indexed files can have old face rows; after a killed
+    # one, any file may have partial rows and each batch is checked.
+    clean = collection.consistent(known.values())
+    if not clean:
+        known = _drop_damaged(known, collection)
+    plan = scan(paths, known, labels=labels, sync=sync, max_bytes=settings.max_file_bytes)
+    report = IngestReport(unchanged=plan.unchanged, problems=list(plan.problems))
+    report.scanned = len(plan.todo) + plan.unchanged + len(plan.problems)
+    collection.touch(plan.touched)
+    if plan.removed:
+        collection.remove([known[p]["image_id"] for p in plan.removed])
+        report.removed = len(plan.removed)
+
+    writer = Writer(collection, known={r["image_id"] for r in known.values()} if clean else None)
+    bar = _progress_bar(len(plan.todo), settings.progress)
+    try:
+        for done, outcome in enumerate(map_files(plan.todo, settings, pipeline), start=1):
+            if outcome.problem:
+                report.problems.append(outcome.problem)
+            else:
+                report.indexed += 1
+                report.faces += len(outcome.faces)
+                report.no_face += not (outcome.faces or outcome.tracks)
+                if outcome.image and outcome.image.media_type == "video":
+                    report.videos += 1
+                    report.tracks += len({t.track_index for t in outcome.tracks})
+                writer.add(outcome)
+            bar.update(1)
+            if on_progress:
+                on_progress(done, len(plan.todo))
+        writer.flush()
+    finally:
+        bar.close()
+        collection.flush()
+    report.seconds = time.monotonic() - started
+    log_path = Path(report_path) if report_path else _default_log_path(settings)
+    report.log_path = str(log_path)
+    _write_log(log_path, report)
+    return report
+
+
+def _drop_damaged(known: dict[str, dict], collection: FaceCollection) -> dict[str, dict]:
+    """Forget the markers of images whose face rows do not match them, so this run
+    processes them again (repairs an interrupted write or lost face rows)."""
+    counts = collection.face_counts()
+    damaged = {p for p, r in known.items() if counts.get(r["image_id"], 0) != r["n_faces"]}
+    if damaged:
+        log.warning("%d indexed images have missing or extra face rows; re-indexing them",
+                    len(damaged))
+    return {p: r for p, r in known.items() if p not in damaged}
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="file", disable=not enabled or total == 0,
+                dynamic_ncols=True, smoothing=0.1)

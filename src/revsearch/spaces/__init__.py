@@ -1,0 +1,1 @@
+"""Embedding spaces: what each space is (models, dimension, metric, index, calibration)."""

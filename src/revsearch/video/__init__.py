@@ -1,0 +1,1 @@
+"""Videos: reading and sampling frames, linking faces into tracks, aggregating tracks."""
