@@ -39,6 +39,7 @@ from bench_lfw import save_report  # noqa: E402
 from revsearch.config import load_settings  # noqa: E402
 from revsearch.eval.ann import insert_vectors, vector_collection  # noqa: E402
 from revsearch.eval.metrics import exact_top  # noqa: E402
+from revsearch.spaces import space_for  # noqa: E402
 
 RESULTS = ROOT / "docs" / "results"
 SIGMA = 0.3
@@ -54,7 +55,7 @@ def real_vectors(lfw: Path, work: Path) -> np.ndarray:
 
     settings = load_settings(progress=False)
     if lfw.resolve() == LFW.resolve():
-        db = str(settings.home / "eval" / f"lfw_{settings.pipeline_key}.db")
+        db = str(settings.home / "eval" / f"lfw_{space_for(settings).key}.db")
     else:
         db = str(work / "vectors.db")
     return evaluate.build_gallery(lfw, settings, db).face_vectors.astype(np.float32)

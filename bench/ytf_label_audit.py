@@ -35,7 +35,7 @@ from ytf_variants import DATA, RESULTS, mean_descriptors, score, unit  # noqa: E
 
 from revsearch.config import load_settings  # noqa: E402
 from revsearch.eval.datasets import YtfVideo  # noqa: E402
-from revsearch.spaces import calibration  # noqa: E402
+from revsearch.spaces import space_for  # noqa: E402
 
 # Verdicts by eye on the sheet of the full subset (sface, threshold 0.358), row by row:
 # the candidate shows plainly another face than the label's other videos (face shape,
@@ -104,7 +104,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     settings = load_settings(progress=False)
-    threshold = calibration.load(settings.pipeline_key, settings.home).threshold
+    threshold = space_for(settings).calibration(settings.home).threshold
     desc, videos = mean_descriptors(Path(args.ytf), args.people, flip=False)
     names = np.array([v.name for v in videos])
     keys = [v.key for v in videos]

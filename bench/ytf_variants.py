@@ -51,6 +51,7 @@ from revsearch.eval import ytf as evaluate_video  # noqa: E402
 from revsearch.eval.datasets import YtfVideo, ytf_videos  # noqa: E402
 from revsearch.faces.align import ARCFACE_TEMPLATE_112, similarity_transform  # noqa: E402
 from revsearch.faces.pipeline import Pipeline  # noqa: E402
+from revsearch.spaces import space_for  # noqa: E402
 
 RESULTS = ROOT / "docs" / "results"
 CSLS_KS = (0, 5, 10, 20, 50, 100)  # 0: plain cosine, no CSLS
@@ -148,8 +149,8 @@ def lfw_faces(lfw: Path, settings_kw: dict, work: Path) -> tuple[np.ndarray, np.
     """One unit vector per LFW photo (its labelled face) and the photo's person."""
     settings = load_settings(progress=False, **settings_kw)
     default = (DATA / "lfw" / "lfw-deepfunneled").resolve()
-    db = (settings.home / "eval" / f"lfw_{settings.pipeline_key}.db"
-          if lfw.resolve() == default else work / f"lfw_{settings.pipeline_key}.db")
+    db = (settings.home / "eval" / f"lfw_{space_for(settings).key}.db"
+          if lfw.resolve() == default else work / f"lfw_{space_for(settings).key}.db")
     gallery = evaluate.build_gallery(lfw, settings, str(db))
     return unit(gallery.queries.astype(np.float64)), np.asarray(gallery.labels)
 

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 from conftest import lfw, require_data
 
+from revsearch.config import load_settings
 from revsearch.errors import ModelFileError
 from revsearch.faces.detect import create_detector
 from revsearch.faces.embed import OnnxArcFaceEmbedder, create_embedder, fold_constant_weights
 from revsearch.faces.models import MODEL_FILES, model_path, sha256_file, verify_file
 from revsearch.faces.pipeline import central_face
 from revsearch.media import load_image
+from revsearch.spaces.builtin import SFACE_DLIB
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +78,7 @@ def test_large_image_detected_at_full_resolution_coordinates(photos):
 
 def test_fused_embedder_averages_the_two_models_cosines(photos):
     det = create_detector("yunet")
-    fused = create_embedder("sface_dlib")
+    fused = SFACE_DLIB.create_embedder(load_settings())
     sface, dlib = create_embedder("sface"), create_embedder("dlib")
     assert fused.dim == 256 and fused.name == "sface_dlib"
     f = {k: _central_embedding(det, fused, photos[k]) for k in ("bush1", "bush2", "powell1")}

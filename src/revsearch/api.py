@@ -23,7 +23,7 @@ import numpy as np
 
 from revsearch.config import Settings, load_settings
 from revsearch.errors import MediaError, RevsearchError
-from revsearch.faces.pipeline import Pipeline, VideoAnalysis, space_spec
+from revsearch.faces.pipeline import Pipeline, VideoAnalysis
 from revsearch.ingest import IngestReport, run_ingest
 from revsearch.media import content_hash, decode_image, read_bytes, sniff
 from revsearch.search import (
@@ -35,8 +35,8 @@ from revsearch.search import (
     search_faces,
     search_tracks,
 )
-from revsearch.spaces import calibration
-from revsearch.store import FaceCollection, Store, hnsw_index
+from revsearch.spaces import Registry, Space, space_for
+from revsearch.store import FaceCollection, Store
 from revsearch.video.frames import is_video, stat_video, video_digest
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class RevSearch:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.space: Space = space_for(settings)
         self.store = Store(settings.db_uri)
         self._pipeline: Pipeline | None = None
         self._collection: FaceCollection | None = None
@@ -68,22 +69,16 @@ class RevSearch:
     @property
     def pipeline(self) -> Pipeline:
         if self._pipeline is None:
-            self._pipeline = Pipeline(self.settings, threads=max(1, self.settings.workers))
+            self._pipeline = Pipeline(self.settings, threads=max(1, self.settings.workers),
+                                      space=self.space)
         return self._pipeline
 
     @property
     def collection(self) -> FaceCollection:
         if self._collection is None:
-            # The spec avoids loading a model just to open the database for a count.
-            spec = space_spec(self.settings)
-            index_params, search_ef = spec.index_params, spec.search_ef
-            if self.settings.pipeline == "face" and not self.store.is_lite:
-                s = self.settings
-                index_params = hnsw_index(s.hnsw_m, s.hnsw_ef_construction)
-                search_ef = s.search_ef or None
-            self._collection = self.store.faces(
-                self.settings.pipeline_key, spec.dim or self.pipeline.dim, spec.metric,
-                index_params, search_ef)
+            # A declared dimension avoids loading a model just to open the database.
+            self._collection = open_collection(self.store, self.space, self.settings,
+                                               dim=self.space.dim or self.pipeline.dim)
         return self._collection
 
     # -- verbs ---------------------------------------------------------------------
@@ -154,23 +149,20 @@ class RevSearch:
         """The match threshold: a setting if given, else the stored calibration."""
         if self.settings.threshold is not None:
             return self.settings.threshold
-        if self.settings.pipeline == "baseline":
-            return None  # the AWS demo has no notion of a match; neither does its replica
         if self._threshold is None:
-            found = calibration.load(self.settings.pipeline_key, self.settings.home)
-            if found is None:
-                log.warning("no calibration for %s: run `revsearch calibrate` or pass "
-                            "--threshold; results carry no match decision",
-                            self.settings.pipeline_key)
+            found = self.space.calibration(self.settings.home)
+            if found is None and self.space.decides:
+                log.warning("no calibration for %s: run `revsearch calibrate --space %s` or "
+                            "pass --threshold; results carry no match decision",
+                            self.space.key, self.space.name)
             self._threshold = (found.threshold if found else None,)
         return self._threshold[0]
 
     def stats(self) -> dict:
         counts = self.collection.count()
         return {"db": self.settings.db_uri, "backend": "lite" if self.store.is_lite else "server",
-                "pipeline": self.settings.pipeline_key,
-                "detector": "whole image" if self.settings.pipeline == "baseline"
-                else self.settings.detector,
+                "pipeline": self.space.key,
+                "detector": self.space.detector_name(self.settings),
                 "threshold": self.threshold(), **counts}
 
     @contextmanager
@@ -207,21 +199,33 @@ class RevSearch:
         return decode_image(data, self.settings.max_pixels), content_hash(data), str(path)
 
 
+def open_collection(store: Store, space: Space, settings: Settings,
+                    dim: int | None = None) -> FaceCollection:
+    """The collections of `space` in `store`, created with the space's index parameters
+    for that backend if new."""
+    index_params, search_ef = space.index.for_backend(store.is_lite, settings)
+    return store.faces(space.key, dim or space.dim, space.metric, index_params, search_ef)
+
+
 def migrate(source: str, target: str, spaces: Sequence[str] | None = None) -> dict[str, dict]:
     """Copy embedding spaces (all by default) from one database to another, e.g. from a
     Milvus Lite file to a Milvus server. Rows are upserted, so a re-run after a failure
     is safe; the copy is checked by counting. Stop ingests into `source` first."""
     from revsearch.errors import DatabaseError
-    from revsearch.faces import baseline
     from revsearch.store import copy_space
 
+    settings = load_settings()
+    registry = Registry(settings.home)
     copied: dict[str, dict] = {}
     with Store(source) as src, Store(target) as dst:
         for key in spaces or src.list_spaces():
             s = src.open_space(key)
-            extra = ((baseline.INDEX_PARAMS, baseline.SEARCH_EF) if key.startswith("baseline_")
-                     else (None, None))
-            d = dst.faces(key, s.dim, s.metric, *extra)
+            # A registered space brings its own index parameters; an unknown one (a model
+            # file used unregistered) gets the target backend's defaults.
+            space = registry.find_key(key)
+            index_params, search_ef = (space.index.for_backend(dst.is_lite, settings)
+                                       if space else (None, None))
+            d = dst.faces(key, s.dim, s.metric, index_params, search_ef)
             copied[key] = copy_space(s, d)
             c = d.count()
             held = {"faces": c["faces"], "images": c["images"] + c["videos"],
@@ -230,6 +234,21 @@ def migrate(source: str, target: str, spaces: Sequence[str] | None = None) -> di
                 raise DatabaseError(f"after copying {key}, {target} holds {held} rows, "
                                     f"not {copied[key]}: it had other rows already?")
     return copied
+
+
+def describe_space(space: Space, settings: Settings) -> dict:
+    """What `revsearch models` shows of a space: its models, files, digests, calibration."""
+    from dataclasses import asdict
+
+    cal = space.calibration(settings.home)
+    return {"name": space.name, "key": space.key, "kind": space.kind,
+            "builtin": space.builtin, "embedder": space.embedder, "dim": space.dim,
+            "metric": space.metric, "detector": space.detector_name(settings),
+            "members": [m.name for m in space.members], "decides": space.decides,
+            "description": space.description, "licence": space.licence,
+            "files": [{"name": f.name, "where": f.where, "sha256": f.sha256}
+                      for f in space.all_files()],
+            "calibration": asdict(cal) if cal else None}
 
 
 def connect(db: str | None = None, **settings: object) -> RevSearch:

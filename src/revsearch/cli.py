@@ -20,6 +20,8 @@ def _common() -> argparse.ArgumentParser:
     g = p.add_argument_group("settings (also REVSEARCH_<NAME> environment variables)")
     g.add_argument("--db", help="Milvus Lite file (*.db) or server URI http://host:19530")
     g.add_argument("--home", help="data directory (default ~/.local/share/revsearch)")
+    g.add_argument("--space", help="embedding space by name (see `revsearch models`); "
+                   "default: the one --pipeline/--embedder/--flip name (sface)")
     g.add_argument("--pipeline", choices=["face", "baseline"],
                    help="face (default) or the AWS-demo whole-image baseline")
     g.add_argument("--backbone", choices=["efficientnet_lite0", "onnx"],
@@ -51,9 +53,10 @@ def _common() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> dict:
-    names = ("db", "home", "pipeline", "backbone", "detector", "embedder", "flip", "runtime",
-             "model_path", "model_sha256", "threshold", "workers", "video_fps", "video_every",
-             "video_max_frames", "aggregation", "hnsw_m", "hnsw_ef_construction", "search_ef")
+    names = ("db", "home", "space", "pipeline", "backbone", "detector", "embedder", "flip",
+             "runtime", "model_path", "model_sha256", "threshold", "workers", "video_fps",
+             "video_every", "video_max_frames", "aggregation", "hnsw_m", "hnsw_ef_construction",
+             "search_ef")
     return {n: getattr(args, n) for n in names}
 
 
@@ -83,7 +86,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             print(f"nothing indexed to search in {rs.settings.db_uri} (target "
                   f"{args.target}): run `revsearch index FOLDER` first", file=sys.stderr)
         f = result.face
-        if rs.settings.pipeline == "baseline":
+        if rs.space.metric == "L2":
             note = "whole image; score = minus the L2 distance, no match threshold"
         elif result.threshold is None:
             note = "cosine similarity; no calibrated threshold"
@@ -204,6 +207,47 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from revsearch.config import load_settings
+    from revsearch.spaces import OnnxInput, Registry
+
+    settings = load_settings(**_settings(args))
+    registry = Registry(settings.home)
+    if args.action == "add":
+        if bool(args.path) == bool(args.fuse):
+            raise RevsearchError("models add: give --path FILE (an ONNX model) or "
+                                 "--fuse A,B (a fusion of registered spaces)")
+        if args.fuse:
+            space = registry.add_fusion(args.name, args.fuse.split(","))
+        else:
+            conv = OnnxInput(args.size, args.mean, args.std, not args.bgr)
+            space = registry.add_onnx(args.name, args.path, args.sha256 or "", onnx_input=conv,
+                                      licence=args.licence or "")
+        print(f"registered {space.name}: {space.dim}-d, {space.description}; "
+              f"calibrate it with `revsearch calibrate --space {space.name}`")
+        return 0
+    if args.action == "remove":
+        registry.remove(args.name)
+        print(f"removed {args.name} from {registry.path} (its collections in your "
+              f"databases are left as they are)")
+        return 0
+    rows = [api.describe_space(s, settings) for s in registry.spaces()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        cal = r["calibration"]
+        status = (f"calibrated: threshold {cal['threshold']:.4f} at FAR {cal['target_far']:g}"
+                  if cal else ("ranks only (no match decision)" if not r["decides"]
+                               else "not calibrated"))
+        print(f"{r['name']}  [{'built-in' if r['builtin'] else 'registered'}] "
+              f"{r['kind']}, {r['dim'] or '?'}-d, {r['metric']}; {status}")
+        print(f"    {r['description']}" + (f"; licence: {r['licence']}" if r["licence"] else ""))
+        for f in r["files"]:
+            print(f"    {f['name']}: {f['where']}  sha256 {f['sha256'] or '(not pinned)'}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from revsearch import serve
 
@@ -215,7 +259,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _eval_db(settings) -> str:
-    return str(settings.home / "eval" / f"lfw_{settings.pipeline_key}.db")
+    from revsearch.spaces import space_for
+
+    return str(settings.home / "eval" / f"lfw_{space_for(settings).key}.db")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,6 +310,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-upload-bytes", type=int, help="largest upload accepted (413 above)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("models", parents=[common],
+                       help="list embedding spaces; add or remove your own models")
+    p.add_argument("action", nargs="?", choices=["list", "add", "remove"], default="list")
+    p.add_argument("name", nargs="?", help="add/remove: the space's name, e.g. arcface_r50")
+    p.add_argument("--path", help="add: an ArcFace-style ONNX file (aligned face in, vector out)")
+    p.add_argument("--sha256", help="add: the file's expected SHA-256 (pinned either way)")
+    p.add_argument("--fuse", help="add: a fusion of registered spaces, e.g. sface,arcface_r50")
+    p.add_argument("--size", type=int, default=112, help="add: input side in pixels (112)")
+    p.add_argument("--mean", type=float, default=127.5, help="add: input mean (127.5)")
+    p.add_argument("--std", type=float, default=127.5, help="add: input std (127.5)")
+    p.add_argument("--bgr", action="store_true", help="add: the model takes BGR, not RGB")
+    p.add_argument("--licence", help="add: the model's licence, shown with its results")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("stats", parents=[common], help="what the index holds")
     p.add_argument("--json", action="store_true")

@@ -32,6 +32,9 @@ class Settings:
     # "face": detect, align and embed every face (the product). "baseline": the AWS
     # demo's whole-image ImageNet CNN, kept for comparison (baseline.py).
     pipeline: str = "face"
+    # The embedding space by name (`revsearch models` lists them; revsearch.spaces). Empty:
+    # the space the older settings name (pipeline, embedder, backbone, model_path).
+    space: str = ""
     backbone: str = "efficientnet_lite0"
     detector: str = "yunet"
     # "sface" (default), "sface_dlib" (SFace and dlib fused: more accurate, ~4.5x
@@ -88,22 +91,6 @@ class Settings:
     @property
     def db_uri(self) -> str:
         return self.db or str(self.home / "revsearch.db")
-
-    @property
-    def pipeline_key(self) -> str:
-        """Names the embedding space: vectors of different keys are never compared."""
-        if self.pipeline == "baseline":
-            if self.backbone == "onnx":
-                return f"baseline_onnx_{(self.model_sha256 or 'unverified')[:12]}"
-            return f"baseline_{self.backbone}"
-        if self.pipeline != "face":
-            raise ValueError(f"unknown pipeline {self.pipeline!r}; choose face or baseline")
-        if self.embedder == "onnx":
-            digest = (self.model_sha256 or "unverified")[:12]
-            key = f"onnx_{digest}"
-        else:
-            key = self.embedder
-        return f"{key}_flip" if self.flip else key
 
 
 def _coerce(value: str, kind: type | str) -> object:

@@ -23,6 +23,7 @@ import numpy as np
 
 from revsearch.config import Settings
 from revsearch.eval.datasets import Pair, lfw_image, read_pairs
+from revsearch.faces.models import sha256_file
 from revsearch.faces.pipeline import Pipeline, central_face
 from revsearch.media import load_image
 from revsearch.spaces.calibration import Calibration
@@ -92,23 +93,18 @@ def pair_scores(pipeline: Pipeline, lfw_root: Path, pairs: list[Pair]) -> dict:
 def calibrate(settings: Settings, lfw_root: Path, target_far: float = DEFAULT_TARGET_FAR,
               command: str = "") -> Calibration:
     """Fit the threshold on pairsDevTrain at `target_far`; report it on pairsDevTest."""
-    from revsearch.faces.models import MODEL_FILES, sha256_file
-
     pipeline = Pipeline(settings, threads=max(1, settings.workers))
     train = pair_scores(pipeline, lfw_root, read_pairs(lfw_root / "pairsDevTrain.txt")[0])
     threshold = threshold_at_far(train["impostor"], target_far)
     test = pair_scores(pipeline, lfw_root, read_pairs(lfw_root / "pairsDevTest.txt")[0])
-    if settings.embedder == "onnx":
-        sha = sha256_file(Path(settings.model_path))
-    else:
-        sha = "+".join(MODEL_FILES[f].sha256 for f in pipeline.embedder.model_files)
+    sha = pipeline.space.digest or sha256_file(Path(settings.model_path))
 
     def summary(scores: dict) -> dict:
         return {**rates(scores["genuine"], scores["impostor"], threshold),
                 "images": scores["images"], "no_face": scores["no_face"]}
 
     return Calibration(
-        key=settings.pipeline_key, threshold=threshold, target_far=target_far,
-        model_sha256=sha, detector=settings.detector, train=summary(train),
+        key=pipeline.key, threshold=threshold, target_far=target_far,
+        model_sha256=sha, detector=pipeline.space.detector_name(settings), train=summary(train),
         test=summary(test), command=command, created=time.strftime("%Y-%m-%d"),
     )

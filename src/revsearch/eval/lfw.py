@@ -22,13 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
+from revsearch.api import open_collection
 from revsearch.config import Settings
 from revsearch.eval import metrics
 from revsearch.eval.datasets import read_pairs
 from revsearch.faces.detect import Face
-from revsearch.faces.pipeline import Pipeline, space_spec
+from revsearch.faces.pipeline import Pipeline
 from revsearch.ingest import run_ingest
 from revsearch.media import load_image
+from revsearch.spaces import space_for
 from revsearch.store import Store
 
 log = logging.getLogger(__name__)
@@ -52,14 +54,13 @@ class Gallery:
 
 def build_gallery(images_dir: Path, settings: Settings, db: str) -> Gallery:
     """Index `images_dir` into `db` (incremental), then read back faces and queries."""
-    spec = space_spec(settings)
+    space = space_for(settings)
     pipeline: Pipeline | None = None  # loaded only if a fallback face must be embedded
-    if spec.dim is None:
-        pipeline = Pipeline(settings, threads=max(1, settings.workers))
+    if space.dim is None:
+        pipeline = Pipeline(settings, threads=max(1, settings.workers), space=space)
     store = Store(db)
     try:
-        coll = store.faces(settings.pipeline_key, spec.dim or pipeline.dim, spec.metric,
-                           spec.index_params, spec.search_ef)
+        coll = open_collection(store, space, settings, dim=space.dim or pipeline.dim)
         report = run_ingest([images_dir], coll, settings, labels="auto", sync=True)
         if report.problems:
             log.warning("%d LFW files could not be indexed", len(report.problems))
@@ -91,7 +92,7 @@ def build_gallery(images_dir: Path, settings: Settings, db: str) -> Gallery:
             fallback.append(True)
     labels = np.array([Path(p).parent.name for p in paths])
     return Gallery(paths, labels, np.stack(vectors), np.array(starts),
-                   np.array(labelled_rows), np.array(fallback), spec.metric)
+                   np.array(labelled_rows), np.array(fallback), space.metric)
 
 
 def _fallback_vector(pipeline: Pipeline, path: Path, landmarks: np.ndarray | None) -> np.ndarray:
@@ -188,17 +189,17 @@ def evaluate_lfw(lfw_root: Path, settings: Settings, out_dir: Path, db: str) -> 
     ret = retrieval(g)
     ver = verification(g, lfw_root / "pairs.txt")
     result = {
-        "pipeline": settings.pipeline_key, "metric": g.metric,
+        "pipeline": space_for(settings).key, "metric": g.metric,
         "images": len(g.paths), "no_face_images": int(g.fallback.sum()),
         "retrieval": {k: v for k, v in ret.items() if not k.startswith("_")},
         "verification": {k: v for k, v in ver.items() if not k.startswith("_")},
         "seconds": round(time.monotonic() - started, 1),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"lfw_{settings.pipeline_key}.json").write_text(json.dumps(result, indent=2))
+    (out_dir / f"lfw_{space_for(settings).key}.json").write_text(json.dumps(result, indent=2))
     from revsearch.eval import report
 
-    report.lfw_plots(out_dir, settings.pipeline_key, g, ret, ver)
+    report.lfw_plots(out_dir, space_for(settings).key, g, ret, ver)
     report.lfw_markdown(out_dir, [result])
     return result
 
@@ -244,10 +245,10 @@ def evaluate_occlusion(lfw_root: Path, settings: Settings, out_dir: Path, db: st
         runs[kind] = {"queries": len(chosen), "lost": lost, "mAP": float(np.mean(aps)),
                       "rank1": float((first_arr <= 1).mean()),
                       "rank5": float((first_arr <= 5).mean())}
-    result = {"pipeline": settings.pipeline_key, "gallery_images": len(g.paths),
+    result = {"pipeline": space_for(settings).key, "gallery_images": len(g.paths),
               "seed": seed, "runs": runs, "command": command}
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"occlusion_lfw_{settings.pipeline_key}.json").write_text(
+    (out_dir / f"occlusion_lfw_{space_for(settings).key}.json").write_text(
         json.dumps(result, indent=2))
     from revsearch.eval import report
 

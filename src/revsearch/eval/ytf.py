@@ -182,7 +182,7 @@ def evaluate_ytf(root: Path, settings: Settings, out_dir: Path, people: int = 0,
     pipeline = Pipeline(settings, threads=max(1, settings.workers))
     runs = {"clean": 0} | ({f"occluded_{occlude_frames}of5": occlude_frames}
                            if occlude_frames else {})
-    result: dict = {"pipeline": settings.pipeline_key, "videos": len(videos),
+    result: dict = {"pipeline": pipeline.key, "videos": len(videos),
                     "people": len({v.name for v in videos}), "runs": {}}
     for run, count in runs.items():
         tracked = track_videos(videos, pipeline, occlude_frames=count)
@@ -199,7 +199,7 @@ def evaluate_ytf(root: Path, settings: Settings, out_dir: Path, people: int = 0,
 
     report.ytf_plots(out_dir, result)
     clean = _public(result)
-    (out_dir / f"ytf_{settings.pipeline_key}.json").write_text(json.dumps(clean, indent=2))
+    (out_dir / f"ytf_{pipeline.key}.json").write_text(json.dumps(clean, indent=2))
     report.ytf_markdown(out_dir, clean)
     return clean
 

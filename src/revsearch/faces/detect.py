@@ -118,11 +118,22 @@ class DlibHogDetector:
         return _order(faces)
 
 
-DETECTORS = {"yunet": YuNetDetector, "dlib": DlibHogDetector}
+class WholeImageDetector:
+    """Reports the whole image as one region: the baseline does not look for faces."""
+
+    name = "whole"
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        h, w = image.shape[:2]
+        return [Face((0.0, 0.0, float(w), float(h)), np.zeros((5, 2), np.float32), 1.0)]
+
+
+DETECTORS = {"yunet": YuNetDetector, "dlib": DlibHogDetector, "whole": WholeImageDetector}
 
 
 def create_detector(name: str = "yunet", **options: object) -> Detector:
-    """A detector by name ('yunet' or 'dlib'); options go to its constructor."""
+    """A detector by name ('yunet', 'dlib', or 'whole': the whole image as one region,
+    for the baseline); options go to its constructor."""
     try:
         cls = DETECTORS[name]
     except KeyError:

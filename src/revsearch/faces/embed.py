@@ -222,7 +222,6 @@ class SFaceEmbedder(_AlignedOnnxEmbedder):
     """SFace (OpenCV Zoo, int8 block-quantised) through onnxruntime; 128-d."""
 
     name = "sface"
-    model_files = ("sface",)  # names in models.MODEL_FILES: what a calibration pins
 
     def __init__(self, flip: bool = False, threads: int = 1, runtime: str = "auto") -> None:
         raw = model_path("sface").read_bytes()
@@ -253,7 +252,6 @@ class DlibResNetEmbedder:
 
     name = "dlib"
     dim = 128
-    model_files = ("dlib_resnet",)
 
     def __init__(self, flip: bool = False, threads: int = 1) -> None:
         import dlib
@@ -288,7 +286,6 @@ class FusedEmbedder:
         self.members = list(members)
         self.name = "_".join(m.name for m in self.members)
         self.dim = sum(m.dim for m in self.members)
-        self.model_files = tuple(f for m in self.members for f in m.model_files)
         self._scale = 1.0 / np.sqrt(len(self.members))
 
     def embed(self, image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
@@ -296,15 +293,14 @@ class FusedEmbedder:
         return (np.concatenate(parts, axis=1) * self._scale).astype(np.float32)
 
 
-EMBEDDERS = ("sface", "dlib", "sface_dlib", "onnx")
+EMBEDDERS = ("sface", "dlib", "onnx")
 
 
 def create_embedder(name: str = "sface", *, flip: bool = False, threads: int = 1,
                     model_path: str = "", model_sha256: str = "",
                     runtime: str = "auto") -> Embedder:
-    """An embedder by name: 'sface', 'dlib', 'sface_dlib' (both, fused) or 'onnx'.
-
-    'onnx' needs `model_path` (and should get `model_sha256`).
+    """One model by kind: 'sface', 'dlib' or 'onnx' (which needs `model_path` and should
+    get `model_sha256`). Spaces, fusions included, are built by `revsearch.spaces`.
 
     `runtime` picks the engine of the ONNX embedders: 'openvino', 'onnxruntime', or
     'auto' (OpenVINO when installed). dlib always runs on dlib.
@@ -313,9 +309,6 @@ def create_embedder(name: str = "sface", *, flip: bool = False, threads: int = 1
         return SFaceEmbedder(flip=flip, threads=threads, runtime=runtime)
     if name == "dlib":
         return DlibResNetEmbedder(flip=flip, threads=threads)
-    if name == "sface_dlib":
-        return FusedEmbedder([SFaceEmbedder(flip=flip, threads=threads, runtime=runtime),
-                              DlibResNetEmbedder(flip=flip, threads=threads)])
     if name == "onnx":
         if not model_path:
             raise ValueError("the 'onnx' embedder needs model_path (REVSEARCH_MODEL_PATH)")

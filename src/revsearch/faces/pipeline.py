@@ -1,7 +1,8 @@
 """Detector + embedder as one unit: a BGR image in, its faces with embeddings out.
 
-The same unit serves the face pipeline (YuNet/dlib + SFace/dlib/ONNX, cosine) and the
-AWS baseline (whole image + ImageNet CNN, L2), so everything downstream is shared.
+The same unit serves every embedding space: face spaces (YuNet/dlib + SFace/dlib/ONNX,
+cosine) and the AWS baseline (whole image + ImageNet CNN, L2), so everything downstream
+is shared. What differs between them is declared by the space (revsearch.spaces).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from revsearch.config import Settings
-from revsearch.faces.detect import Face, create_detector
-from revsearch.faces.embed import create_embedder
+from revsearch.faces.detect import Face
+from revsearch.spaces import Space, space_for
 from revsearch.video.frames import Sampling, read_frames
 from revsearch.video.track import Detection, Track, aggregate, frame_quality, link
 
@@ -29,39 +30,20 @@ class EmbeddedFace:
 
 
 class Pipeline:
-    """Builds the detector and embedder named in `settings` and runs them together."""
+    """The detector and embedder of one embedding space, run together.
 
-    metric = "COSINE"
-    index_params: dict | None = None  # None: the store's default for its backend
-    search_ef: int | None = None
+    `space` defaults to the one the settings name (revsearch.spaces); the settings give
+    the run-time knobs (detector threshold, ONNX runtime, video sampling, aggregation).
+    """
 
-    def __init__(self, settings: Settings, threads: int = 1) -> None:
+    def __init__(self, settings: Settings, threads: int = 1, space: Space | None = None) -> None:
         self.settings = settings
-        self.key = settings.pipeline_key
-        if settings.pipeline == "baseline":
-            self._init_baseline(settings, threads)
-            return
-        if settings.detector == "yunet":
-            self.detector = create_detector("yunet", score_threshold=settings.det_score,
-                                            max_side=settings.det_max_side)
-        else:
-            self.detector = create_detector(settings.detector)
-        self.embedder = create_embedder(settings.embedder, flip=settings.flip, threads=threads,
-                                        model_path=settings.model_path,
-                                        model_sha256=settings.model_sha256,
-                                        runtime=settings.runtime)
+        self.space = space or space_for(settings)
+        self.key = self.space.key
+        self.metric = self.space.metric
+        self.detector = self.space.create_detector(settings)
+        self.embedder = self.space.create_embedder(settings, threads)
         self.dim = self.embedder.dim
-
-    def _init_baseline(self, settings: Settings, threads: int) -> None:
-        from revsearch.faces import baseline
-
-        self.detector = baseline.WholeImageDetector()
-        self.embedder = baseline.ImageNetEmbedder(settings.backbone, settings.model_path,
-                                                  settings.model_sha256, threads=threads)
-        self.dim = self.embedder.dim
-        self.metric = baseline.METRIC
-        self.index_params = baseline.INDEX_PARAMS
-        self.search_ef = baseline.SEARCH_EF
 
     def detect(self, image: np.ndarray) -> list[Face]:
         return self.detector.detect(image)
@@ -95,15 +77,12 @@ class Pipeline:
         return VideoAnalysis(seen["frames"], seen["width"], seen["height"], tracks)
 
     def _quality(self, face: Face) -> float:
-        # The baseline's "face" is the whole frame: every frame is as good as another.
-        return 1.0 if self.settings.pipeline == "baseline" else frame_quality(face)
+        return frame_quality(face) if self.space.weighs_frames else 1.0
 
     def describe_track(self, track: Track) -> np.ndarray:
-        """The stored descriptor(s) of a track, by the configured aggregation."""
-        if self.metric == "L2":  # raw baseline features: a plain mean, like the frames
-            return track.embeddings().mean(axis=0, keepdims=True).astype(np.float32)
-        return aggregate(track.embeddings(), track.qualities(), self.settings.aggregation,
-                         k=self.settings.prototypes)
+        """The stored descriptor(s) of a track, by the space's aggregation."""
+        return aggregate(track.embeddings(), track.qualities(),
+                         self.space.aggregation(self.settings), k=self.settings.prototypes)
 
 
 @dataclass
@@ -114,30 +93,6 @@ class VideoAnalysis:
     width: int
     height: int
     tracks: list[Track]
-
-
-@dataclass(frozen=True)
-class SpaceSpec:
-    """How an embedding space is stored and searched, known without loading a model."""
-
-    dim: int | None
-    metric: str
-    index_params: dict | None
-    search_ef: int | None
-
-
-_KNOWN_DIMS = {"sface": 128, "dlib": 128, "sface_dlib": 256,
-               "baseline_efficientnet_lite0": 1280}
-
-
-def space_spec(settings: Settings) -> SpaceSpec:
-    key = settings.pipeline_key.removesuffix("_flip")
-    if settings.pipeline == "baseline":
-        from revsearch.faces import baseline
-
-        return SpaceSpec(_KNOWN_DIMS.get(key), baseline.METRIC, baseline.INDEX_PARAMS,
-                         baseline.SEARCH_EF)
-    return SpaceSpec(_KNOWN_DIMS.get(key), "COSINE", None, None)
 
 
 def central_face(faces: list[Face], shape: tuple[int, ...]) -> int | None:

@@ -173,6 +173,8 @@ def link(frames: Iterable[list[Detection]], *, min_iou: float = 0.2,
 def aggregate(embeddings: np.ndarray, qualities: np.ndarray | None = None,
               method: str = "quality", k: int = 3) -> np.ndarray:
     """(n_descriptors, d) unit descriptors of one track's (n, d) frame embeddings."""
+    if method == "raw_mean":  # features that are not unit vectors (the L2 baseline)
+        return np.asarray(embeddings, dtype=np.float32).mean(axis=0, keepdims=True)
     emb = l2_normalize(np.asarray(embeddings, dtype=np.float32))
     q = np.ones(len(emb)) if qualities is None else np.asarray(qualities, dtype=np.float64)
     weights = np.maximum(q, 1e-6)
