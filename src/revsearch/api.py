@@ -36,7 +36,7 @@ from revsearch.search import (
     search_tracks,
 )
 from revsearch.spaces import calibration
-from revsearch.store import FaceCollection, Store, hnsw_index
+from revsearch.store import SpaceCollections, Store, hnsw_index
 from revsearch.video.frames import is_video, stat_video, video_digest
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class RevSearch:
         self.settings = settings
         self.store = Store(settings.db_uri)
         self._pipeline: Pipeline | None = None
-        self._collection: FaceCollection | None = None
+        self._collection: SpaceCollections | None = None
         self._threshold: tuple[float | None] | None = None
         self._checked = False
 
@@ -72,7 +72,7 @@ class RevSearch:
         return self._pipeline
 
     @property
-    def collection(self) -> FaceCollection:
+    def collection(self) -> SpaceCollections:
         if self._collection is None:
             # The spec avoids loading a model just to open the database for a count.
             spec = space_spec(self.settings)
@@ -81,7 +81,7 @@ class RevSearch:
                 s = self.settings
                 index_params = hnsw_index(s.hnsw_m, s.hnsw_ef_construction)
                 search_ef = s.search_ef or None
-            self._collection = self.store.faces(
+            self._collection = self.store.space(
                 self.settings.pipeline_key, spec.dim or self.pipeline.dim, spec.metric,
                 index_params, search_ef)
         return self._collection
@@ -221,7 +221,7 @@ def migrate(source: str, target: str, spaces: Sequence[str] | None = None) -> di
             s = src.open_space(key)
             extra = ((baseline.INDEX_PARAMS, baseline.SEARCH_EF) if key.startswith("baseline_")
                      else (None, None))
-            d = dst.faces(key, s.dim, s.metric, *extra)
+            d = dst.space(key, s.dim, s.metric, *extra)
             copied[key] = copy_space(s, d)
             c = d.count()
             held = {"faces": c["faces"], "images": c["images"] + c["videos"],

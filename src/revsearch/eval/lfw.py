@@ -58,13 +58,13 @@ def build_gallery(images_dir: Path, settings: Settings, db: str) -> Gallery:
         pipeline = Pipeline(settings, threads=max(1, settings.workers))
     store = Store(db)
     try:
-        coll = store.faces(settings.pipeline_key, spec.dim or pipeline.dim, spec.metric,
+        coll = store.space(settings.pipeline_key, spec.dim or pipeline.dim, spec.metric,
                            spec.index_params, spec.search_ef)
         report = run_ingest([images_dir], coll, settings, labels="auto", sync=True)
         if report.problems:
             log.warning("%d LFW files could not be indexed", len(report.problems))
         faces = list(coll.all_faces(with_embeddings=True))
-        images = {r["path"]: r for r in coll.images()}
+        images = {r["path"]: r for r in coll.media()}
     finally:
         store.close()
     by_image: dict[str, list[dict]] = {}
