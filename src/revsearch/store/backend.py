@@ -52,6 +52,9 @@ class LiteBackend:
 
     path: Path
     is_lite = True
+    # Lite builds indexes when it loads a collection and reports them finished at once;
+    # pymilvus's wait for an index sleeps before it asks, on every index of a new space.
+    index_wait = False
 
     def vector_index(self) -> dict:
         # Exact search: Lite's HNSW can miss hits under a filter, and at the sizes Lite
@@ -82,6 +85,7 @@ class ServerBackend:
 
     version: tuple[int, int]
     is_lite = False
+    index_wait = True
 
     def vector_index(self) -> dict:
         return hnsw_index()

@@ -85,8 +85,9 @@ class SpaceCollections:
                 index.add_index(field_name=table.group, **group_index)
         else:  # the filler vector, never searched
             index.add_index(field_name=table.vector, index_type="FLAT", metric_type="L2")
-        self.client.create_collection(name, schema=table.schema(self.dim), index_params=index,
+        self.client.create_collection(name, schema=table.schema(self.dim),
                                       consistency_level="Strong")
+        self.client.create_index(name, index, sync=self.store.backend.index_wait)
 
     # -- writes --------------------------------------------------------------------
     def write(self, media: Sequence[MediaRow], faces: Sequence[FaceRow],
