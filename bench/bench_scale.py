@@ -164,8 +164,9 @@ def loaded_segments(uri: str, name: str) -> list[int]:
 
 def bench_lite(base: np.ndarray, sizes: list[int], queries: np.ndarray, k: int,
                work: Path) -> list[dict]:
-    from milvus_lite.server_manager import server_manager_instance
     from pymilvus import MilvusClient
+
+    from revsearch.store.lite import release
 
     rows = []
     for n in sizes:
@@ -188,7 +189,7 @@ def bench_lite(base: np.ndarray, sizes: list[int], queries: np.ndarray, k: int,
                      "p50_ms": round(float(np.percentile(lat, 50)), 2),
                      "p95_ms": round(float(np.percentile(lat, 95)), 2)})
         client.close()
-        server_manager_instance.release_server(path)
+        release(path)
         print(rows[-1], flush=True)
     return rows
 

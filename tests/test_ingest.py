@@ -28,7 +28,7 @@ def _rows(db: str, home: Path) -> list[dict]:
     """Every face row, sorted, embeddings included: what 'identical index' means."""
     with revsearch.connect(db, home=home) as rs:
         rows = sorted(rs.collection.all_faces(with_embeddings=True), key=lambda r: r["face_id"])
-        images = sorted(rs.collection.images(), key=lambda r: r["image_id"])
+        images = sorted(rs.collection.media(), key=lambda r: r["image_id"])
     for r in rows:
         r["embedding"] = np.asarray(r["embedding"], np.float32)
     return rows + images
@@ -137,7 +137,7 @@ def test_bad_inputs_are_reported_and_nothing_is_lost(tmp_path, home):
             assert Path(result.hits[0].path).parent == bad_dir and result.hits[0].match
         after = rs.stats()
         assert after["images"] == before["images"] + len(ok)
-        assert rs.collection.get_image(image_id_for(
+        assert rs.collection.get_media(image_id_for(
             str(good_dir / "Colin_Powell" / "Colin_Powell_0001.jpg"))) is not None
     lines = [json.loads(line) for line in report_path.read_text().splitlines()]
     logged = {Path(x["path"]).name for x in lines if x["event"] == "problem"}
@@ -329,10 +329,10 @@ def test_touched_file_keeps_its_recorded_size(tmp_path, home):
     shutil.copy2(lfw("Tony_Blair", 1), target)
     with revsearch.connect() as rs:
         rs.index([photos.parent])
-        before = rs.collection.get_image(image_id_for(str(target)))
+        before = rs.collection.get_media(image_id_for(str(target)))
         os.utime(target, (1e9, 1e9))
         assert rs.index([photos.parent]).indexed == 0
-        after = rs.collection.get_image(image_id_for(str(target)))
+        after = rs.collection.get_media(image_id_for(str(target)))
     assert (after["width"], after["height"]) == (250, 250)
     assert {k: after[k] for k in ("n_faces", "label", "content_hash")} == \
         {k: before[k] for k in ("n_faces", "label", "content_hash")}

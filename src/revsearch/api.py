@@ -36,7 +36,7 @@ from revsearch.search import (
     search_tracks,
 )
 from revsearch.spaces import Registry, Space, space_for
-from revsearch.store import FaceCollection, Store
+from revsearch.store import SpaceCollections, Store
 from revsearch.video.frames import is_video, stat_video, video_digest
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class RevSearch:
         self.space: Space = space_for(settings)
         self.store = Store(settings.db_uri)
         self._pipeline: Pipeline | None = None
-        self._collection: FaceCollection | None = None
+        self._collection: SpaceCollections | None = None
         self._threshold: tuple[float | None] | None = None
         self._checked = False
 
@@ -74,7 +74,7 @@ class RevSearch:
         return self._pipeline
 
     @property
-    def collection(self) -> FaceCollection:
+    def collection(self) -> SpaceCollections:
         if self._collection is None:
             # A declared dimension avoids loading a model just to open the database.
             self._collection = open_collection(self.store, self.space, self.settings,
@@ -200,11 +200,11 @@ class RevSearch:
 
 
 def open_collection(store: Store, space: Space, settings: Settings,
-                    dim: int | None = None) -> FaceCollection:
+                    dim: int | None = None) -> SpaceCollections:
     """The collections of `space` in `store`, created with the space's index parameters
     for that backend if new."""
     index_params, search_ef = space.index.for_backend(store.is_lite, settings)
-    return store.faces(space.key, dim or space.dim, space.metric, index_params, search_ef)
+    return store.space(space.key, dim or space.dim, space.metric, index_params, search_ef)
 
 
 def migrate(source: str, target: str, spaces: Sequence[str] | None = None) -> dict[str, dict]:
@@ -225,7 +225,7 @@ def migrate(source: str, target: str, spaces: Sequence[str] | None = None) -> di
             space = registry.find_key(key)
             index_params, search_ef = (space.index.for_backend(dst.is_lite, settings)
                                        if space else (None, None))
-            d = dst.faces(key, s.dim, s.metric, index_params, search_ef)
+            d = dst.space(key, s.dim, s.metric, index_params, search_ef)
             copied[key] = copy_space(s, d)
             c = d.count()
             held = {"faces": c["faces"], "images": c["images"] + c["videos"],

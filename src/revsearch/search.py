@@ -16,7 +16,7 @@ import numpy as np
 from revsearch.errors import NoFaceError
 from revsearch.faces.detect import Face
 from revsearch.faces.pipeline import Pipeline, largest_face, main_track
-from revsearch.store import FaceCollection, FaceHit
+from revsearch.store import FaceHit, SpaceCollections
 from revsearch.video.track import Track
 
 TARGETS = ("all", "images", "videos")
@@ -124,7 +124,7 @@ def select_tracks(tracks: Sequence[Track], track: int | None = None, all_tracks:
     return [track]
 
 
-def search_vectors(collection: FaceCollection, vectors: np.ndarray, k: int, *,
+def search_vectors(collection: SpaceCollections, vectors: np.ndarray, k: int, *,
                    target: str = "all", exclude_hash: str = "",
                    threshold: float | None = None) -> list[Hit]:
     """The k best images and/or videos for one person described by one or more vectors
@@ -154,7 +154,7 @@ def search_vectors(collection: FaceCollection, vectors: np.ndarray, k: int, *,
     ]
 
 
-def search_faces(collection: FaceCollection, pipeline: Pipeline, image: np.ndarray, *,
+def search_faces(collection: SpaceCollections, pipeline: Pipeline, image: np.ndarray, *,
                  k: int = 10, face: int | None = None, all_faces: bool = False,
                  target: str = "all", exclude_hash: str = "", threshold: float | None = None,
                  query_name: str = "query",
@@ -171,7 +171,7 @@ def search_faces(collection: FaceCollection, pipeline: Pipeline, image: np.ndarr
             for i, v in zip(chosen, vectors, strict=True)]
 
 
-def search_tracks(collection: FaceCollection, pipeline: Pipeline, tracks: Sequence[Track], *,
+def search_tracks(collection: SpaceCollections, pipeline: Pipeline, tracks: Sequence[Track], *,
                   k: int = 10, track: int | None = None, all_tracks: bool = False,
                   target: str = "all", exclude_hash: str = "", threshold: float | None = None,
                   query_name: str = "query") -> list[SearchResult]:

@@ -102,9 +102,9 @@ def compare_indexes(vectors: np.ndarray, n_queries: int = 500, k: int = 10,
     finally:
         client.close()
         if uri is None:
-            from milvus_lite.server_manager import server_manager_instance
+            from revsearch.store.lite import release
 
-            server_manager_instance.release_server(str(Path(tmp) / "ann.db"))
+            release(Path(tmp) / "ann.db")
     return {"vectors": len(vectors), "dim": int(vectors.shape[1]),
             "queries": len(queries), "k": k, "results": rows,
             "cosine_vs_l2_exact_top10_agreement": round(agreement, 4)}

@@ -65,7 +65,7 @@ def build_gallery(images_dir: Path, settings: Settings, db: str) -> Gallery:
         if report.problems:
             log.warning("%d LFW files could not be indexed", len(report.problems))
         faces = list(coll.all_faces(with_embeddings=True))
-        images = {r["path"]: r for r in coll.images()}
+        images = {r["path"]: r for r in coll.media()}
     finally:
         store.close()
     by_image: dict[str, list[dict]] = {}

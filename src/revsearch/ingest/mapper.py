@@ -22,7 +22,7 @@ from revsearch.errors import MediaError
 from revsearch.faces.pipeline import Pipeline, central_face, main_track
 from revsearch.ingest.records import IngestError, Outcome, Problem, Task
 from revsearch.media import content_hash, decode_image, read_bytes
-from revsearch.store import FaceRow, ImageRow, TrackRow, face_id_for, image_id_for, track_row_id
+from revsearch.store import FaceRow, MediaRow, TrackRow, face_id_for, image_id_for, track_row_id
 from revsearch.video.frames import stat_video, video_digest
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def analyze_file(task: Task, pipeline: Pipeline) -> Outcome:
         )
         for ef in found
     ]
-    row = ImageRow(image_id=image_id, path=task.path, content_hash=digest, size=stat.st_size,
+    row = MediaRow(image_id=image_id, path=task.path, content_hash=digest, size=stat.st_size,
                    mtime_ns=stat.st_mtime_ns, width=image.shape[1], height=image.shape[0],
                    n_faces=len(faces), label=task.label)
     return Outcome(task.path, image=row, faces=faces)
@@ -130,7 +130,7 @@ def analyze_video(task: Task, pipeline: Pipeline) -> Outcome:
                 n_frames=len(track.detections), start=track.start, end=track.end,
                 frame=best.frame, box=list(best.face.box), score=best.quality,
                 label=task.label if track.index == labelled else "", embedding=vector))
-    row = ImageRow(image_id=video_id, path=task.path, content_hash=digest, size=size,
+    row = MediaRow(image_id=video_id, path=task.path, content_hash=digest, size=size,
                    mtime_ns=mtime_ns, width=found.width, height=found.height,
                    n_faces=len(rows), label=task.label, media_type="video")
     return Outcome(task.path, image=row, tracks=rows)

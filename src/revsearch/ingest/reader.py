@@ -11,7 +11,7 @@ from pathlib import Path
 
 from revsearch.ingest.records import LABEL_MODES, Plan, Problem, Task
 from revsearch.media import content_hash, sniff, walk
-from revsearch.store import ImageRow
+from revsearch.store import MediaRow
 from revsearch.video.frames import is_frame_folder, stat_video, video_digest
 
 
@@ -71,7 +71,7 @@ def scan(paths: Iterable[str | os.PathLike], known: dict[str, dict], *, labels: 
                 digest = ""
             if digest == row["content_hash"]:
                 plan.unchanged += 1
-                plan.touched.append(ImageRow(**{**row, "size": size, "mtime_ns": mtime_ns}))
+                plan.touched.append(MediaRow(**{**row, "size": size, "mtime_ns": mtime_ns}))
                 continue
         plan.todo.append(Task(path, label_for(file, labels), kind))
     if sync:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from revsearch.errors import RevsearchError
-from revsearch.store import FaceRow, ImageRow, TrackRow
+from revsearch.store import FaceRow, MediaRow, TrackRow
 
 LABEL_MODES = ("auto", "parent", "none")
 
@@ -32,7 +32,7 @@ class Outcome:
     """What the mapper made of one file: rows to write, or the problem."""
 
     path: str
-    image: ImageRow | None = None
+    image: MediaRow | None = None
     faces: list[FaceRow] = field(default_factory=list)
     problem: Problem | None = None
     tracks: list[TrackRow] = field(default_factory=list)
@@ -42,7 +42,7 @@ class Outcome:
 class Plan:
     todo: list[Task]
     unchanged: int
-    touched: list[ImageRow]
+    touched: list[MediaRow]
     removed: list[str]
     problems: list[Problem]
 

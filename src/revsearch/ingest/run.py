@@ -16,7 +16,7 @@ from revsearch.ingest.mapper import map_files
 from revsearch.ingest.reader import scan
 from revsearch.ingest.records import IngestReport
 from revsearch.ingest.writer import Writer
-from revsearch.store import FaceCollection
+from revsearch.store import SpaceCollections
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +36,14 @@ def _write_log(path: Path, report: IngestReport) -> None:
                  + "\n")
 
 
-def run_ingest(paths: Sequence[str | os.PathLike], collection: FaceCollection,
+def run_ingest(paths: Sequence[str | os.PathLike], collection: SpaceCollections,
                settings: Settings, *, labels: str = "auto", sync: bool = False,
                report_path: str | os.PathLike | None = None,
                on_progress: Callable[[int, int], None] | None = None,
                pipeline: Pipeline | None = None) -> IngestReport:
     """Index every image under `paths` into `collection`; see module docstring."""
     started = time.monotonic()
-    known = {row["path"]: row for row in collection.images()}
+    known = {row["path"]: row for row in collection.media()}
     # After a clean run, only re-indexed files can have old face rows; after a killed
     # one, any file may have partial rows and each batch is checked.
     clean = collection.consistent(known.values())
@@ -85,7 +85,7 @@ def run_ingest(paths: Sequence[str | os.PathLike], collection: FaceCollection,
     return report
 
 
-def _drop_damaged(known: dict[str, dict], collection: FaceCollection) -> dict[str, dict]:
+def _drop_damaged(known: dict[str, dict], collection: SpaceCollections) -> dict[str, dict]:
     """Forget the markers of images whose face rows do not match them, so this run
     processes them again (repairs an interrupted write or lost face rows)."""
     counts = collection.face_counts()

@@ -8,20 +8,20 @@ from __future__ import annotations
 import time
 
 from revsearch.ingest.records import Outcome
-from revsearch.store import FaceCollection, FaceRow, ImageRow, TrackRow
+from revsearch.store import FaceRow, MediaRow, SpaceCollections, TrackRow
 
 
 class Writer:
     """Buffers outcomes and writes them in batches (fewer, larger database calls)."""
 
-    def __init__(self, collection: FaceCollection, batch_images: int = 64,
+    def __init__(self, collection: SpaceCollections, batch_images: int = 64,
                  max_seconds: float = 2.0, known: set[str] | None = None) -> None:
         """`known`: image ids that may have face rows already; None means any may."""
         self.collection = collection
         self.known = known
         self.batch_images = batch_images
         self.max_seconds = max_seconds
-        self._images: list[ImageRow] = []
+        self._images: list[MediaRow] = []
         self._faces: list[FaceRow] = []
         self._tracks: list[TrackRow] = []
         self._since = time.monotonic()

@@ -188,7 +188,7 @@ class Service:
     def media_row(self, media_id: str) -> dict:
         if not _ID.match(media_id):
             raise NotFound("no such media")
-        row = self.face.collection.get_image(media_id)
+        row = self.face.collection.get_media(media_id)
         if row is None:
             raise NotFound("no such media in the index")
         return row
@@ -488,7 +488,7 @@ def create_app(settings: Settings | None = None, **overrides: object):
     @app.get("/api/collection", summary="A page of indexed files")
     def get_collection(offset: int = 0, limit: int = 48, label: str = "") -> dict:
         limit = max(1, min(limit, 200))
-        rows = service.face.collection.list_images(max(0, offset), limit, label)
+        rows = service.face.collection.list_media(max(0, offset), limit, label)
         return {"items": [{**r, "name": Path(r["path"]).name,
                            "thumb_url": f"/api/thumb/{r['image_id']}"
                            + ("?track=0" if r["media_type"] == "video" else "")}
