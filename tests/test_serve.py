@@ -172,6 +172,30 @@ def test_openapi_docs(client):
         assert p in paths
 
 
+def test_openapi_response_schemas(client):
+    """Every JSON route documents its response body, and the bodies sent follow it."""
+    doc = client.get("/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+
+    def named(schema: dict) -> list[str]:
+        refs = [schema] if "$ref" in schema else schema.get("oneOf", [])
+        return [r["$ref"].rsplit("/", 1)[-1] for r in refs]
+
+    for path, method in (("/api/queries", "post"), ("/api/faces", "get"),
+                         ("/api/search", "post"), ("/api/index", "post"),
+                         ("/api/collection", "get"), ("/api/stats", "get")):
+        body = doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]
+        names = named(body["schema"])
+        assert names, f"{method} {path} has no response schema"
+        assert all(schemas[n]["properties"] for n in names)
+    hit = schemas["HitOut"]["properties"]
+    assert {"similarity", "match", "thumb_url", "media_url", "start", "end"} <= set(hit)
+    assert set(schemas["ImageQueryOut"]["properties"]) == {"id", "kind", "name", "faces",
+                                                          "width", "height"}
+    thumb = doc["paths"]["/api/thumb/{media_id}"]["get"]["responses"]["200"]["content"]
+    assert list(thumb) == ["image/jpeg"]
+
+
 def test_security_headers(client):
     page = client.get("/")
     policy = page.headers["content-security-policy"]

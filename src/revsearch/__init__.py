@@ -10,9 +10,12 @@ from revsearch.errors import (
     MediaError,
     ModelFileError,
     NoFaceError,
+    NotFoundError,
     RevsearchError,
 )
-from revsearch.search import Hit, QueryFace, SearchResult
+from revsearch.listing import MediaFace, MediaItem, MediaTrack
+from revsearch.query import Query
+from revsearch.search import Hit, QueryFace, QueryTrack, SearchResult, Verification
 
 __version__ = "0.1.0"
 
@@ -21,12 +24,19 @@ __all__ = [
     "DatabaseLockedError",
     "Hit",
     "MediaError",
+    "MediaFace",
+    "MediaItem",
+    "MediaTrack",
     "ModelFileError",
     "NoFaceError",
+    "NotFoundError",
+    "Query",
     "QueryFace",
+    "QueryTrack",
     "RevSearch",
     "RevsearchError",
     "SearchResult",
+    "Verification",
     "connect",
     "index",
     "migrate",

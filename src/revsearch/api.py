@@ -1,4 +1,4 @@
-"""The public Python API: `connect()` an index, then `index()`, `faces()`, `search()`.
+"""The public Python API: `connect()` an index, then `index()`, `query()`, `search()`.
 
     >>> import revsearch
     >>> with revsearch.connect() as rs:                       # embedded Milvus Lite
@@ -8,13 +8,18 @@
 
 `connect(db="http://host:19530")` uses a Milvus server instead; every other argument
 is a setting (see `config.Settings`), e.g. `connect(embedder="dlib", flip=True)`.
+
+Queries are paths (photos, video files, frame folders), bytes, or numpy arrays in
+OpenCV's BGR order (`rs.query(array, colour="rgb")` for RGB; see `revsearch.query`).
+Every verb takes a `Query` too: `rs.query(x)` decodes and detects once for many calls.
+The model-level verbs `detect`, `embed` and `verify` need nothing indexed; `media`,
+`get` and `remove` read and prune what is.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,25 +28,28 @@ import numpy as np
 
 from revsearch.config import Settings, load_settings
 from revsearch.errors import MediaError, RevsearchError
+from revsearch.faces.detect import Face
 from revsearch.faces.pipeline import Pipeline, VideoAnalysis
 from revsearch.ingest import IngestReport, run_ingest
-from revsearch.media import content_hash, decode_image, read_bytes, sniff
+from revsearch.listing import MediaItem, get_media, list_media
+from revsearch.query import Query, Source, load
 from revsearch.search import (
     QueryFace,
     QueryTrack,
     SearchResult,
+    Verification,
     describe_faces,
     describe_tracks,
     search_faces,
     search_tracks,
+    select_faces,
+    similarity,
 )
 from revsearch.spaces import Registry, Space, space_for
-from revsearch.store import SpaceCollections, Store
-from revsearch.video.frames import is_video, stat_video, video_digest
+from revsearch.store import SpaceCollections, Store, image_id_for
+from revsearch.video.track import Track
 
 log = logging.getLogger(__name__)
-
-Query = str | os.PathLike | bytes | np.ndarray
 
 
 class RevSearch:
@@ -93,30 +101,103 @@ class RevSearch:
         return run_ingest(paths, self.collection, self.settings, labels=labels, sync=sync,
                           report_path=report, pipeline=self._pipeline)
 
-    def faces(self, query: Query) -> list[QueryFace] | list[QueryTrack]:
+    def query(self, source: Source, *, colour: str = "bgr", name: str | None = None) -> Query:
+        """Decode a photo or video once and find its faces (or face tracks), for any
+        number of `search`, `embed`, `verify` calls without decoding or detecting again.
+
+        `source`: a path (photo, video file or YouTube Faces frame folder), the bytes of
+        a photo or video, or a uint8 array: BGR (H, W, 3) as OpenCV gives, (H, W)
+        grayscale, or (H, W, 4) with alpha dropped. An RGB array (Pillow, imageio) needs
+        `colour="rgb"`: the other order silently gives wrong vectors, so it cannot be
+        the default guess. `name` is what results call the query. Use it as a context
+        manager (or call `close()`): a video given as bytes lives in a temporary file.
+        """
+        query = load(source, self.settings, colour=colour, name=name)
+        try:
+            self._analyse(query)
+        except BaseException:
+            query.close()
+            raise
+        return query
+
+    def faces(self, query: Query | Source) -> list[QueryFace] | list[QueryTrack]:
         """The faces found in a query image, left to right (`default` marks the largest),
         or the face tracks of a query video (`default` marks the most prominent)."""
-        with self._video_query(query) as video:
-            if video is not None:
-                return describe_tracks(self.track(video).tracks)
-        image, _, _ = self._load_query(query)
-        return describe_faces(self.pipeline.detect(image))
+        with self._as_query(query) as q:
+            if q.kind == "video":
+                return describe_tracks(self._tracks(q))
+            return describe_faces(self._detected(q))
+
+    def detect(self, query: Query | Source) -> list[QueryFace]:
+        """The faces of a photo, left to right, each with its box (x, y, width, height),
+        five landmarks and detector score; `default` marks the largest. [] if none.
+
+        Detection only (no embedding): the cheap way to count or locate faces. The
+        default detector (YuNet) finds faces from about 20 pixels wide, frontal to
+        partly profile; `detector="dlib"` misses more.
+        """
+        with self._as_query(query) as q:
+            self._require_photo(q, "detect")
+            return describe_faces(self._detected(q))
+
+    def embed(self, query: Query | Source, face: int | None = None) -> np.ndarray:
+        """The embeddings of a photo's faces: one row per face, left to right (shape
+        (n, dim), n = 0 without a face), or only face `face` (shape (1, dim)).
+
+        Rows are unit vectors (the baseline pipeline gives raw features instead), so
+        a dot product is the cosine similarity that `search` and `verify` report.
+        Only vectors of the same embedding space (`stats()["pipeline"]`) compare.
+        """
+        with self._as_query(query) as q:
+            self._require_photo(q, "embed")
+            faces = self._detected(q)
+            chosen = (range(len(faces)) if face is None
+                      else select_faces(faces, face, query_name=q.name))
+            if not chosen:
+                return np.zeros((0, self.pipeline.dim), np.float32)
+            return self.pipeline.embedder.embed(q.image, [faces[i] for i in chosen])
+
+    def verify(self, a: Query | Source, b: Query | Source, *, face_a: int | None = None,
+               face_b: int | None = None) -> Verification:
+        """Whether photos `a` and `b` show the same person: the similarity of one face
+        of each (the largest unless `face_a` / `face_b` say), and the decision against
+        the calibrated threshold (`match` is None when none is known).
+
+        The threshold is set for a low false-match rate on LFW, so a "no match" between
+        two poor photos of one person is more likely than a wrong "match". Raises
+        NoFaceError when either photo shows no face.
+        """
+        chosen = []
+        for source, face in ((a, face_a), (b, face_b)):
+            with self._as_query(source) as q:
+                self._require_photo(q, "verify")
+                faces = self._detected(q)
+                [i] = select_faces(faces, face, query_name=q.name)
+                vector = self.pipeline.embedder.embed(q.image, [faces[i]])[0]
+                chosen.append((q.name, describe_faces(faces)[i], vector))
+        (name_a, desc_a, u), (name_b, desc_b, v) = chosen
+        score = similarity(u, v, self.pipeline.metric)
+        threshold = self.threshold()
+        return Verification(round(score, 5), threshold,
+                            None if threshold is None else score >= threshold,
+                            name_a, name_b, desc_a, desc_b)
 
     def track(self, video: str | os.PathLike) -> VideoAnalysis:
         """Sample a video file or frame folder and follow every face through it."""
         return self.pipeline.track_video(video, self.settings.sampling,
                                          self.settings.max_pixels)
 
-    def search(self, query: Query, k: int = 10, *, face: int | None = None,
+    def search(self, query: Query | Source, k: int = 10, *, face: int | None = None,
                all_faces: bool = False, track: int | None = None, all_tracks: bool = False,
                target: str = "all", include_query: bool = False) -> list[SearchResult]:
         """The k images and videos that best match the person of interest in `query`.
 
-        `query` is a photo (path, bytes or BGR array) or a video (a file or a YouTube
-        Faces frame folder). Its person of interest is the largest face of a photo
-        (`face=I` picks another, `all_faces` searches each) or the most prominent face
-        track of a video (`track=I`, `all_tracks`). `target` limits the results to
-        "images" or "videos"; "all" merges both by similarity.
+        `query` is a `Query` or anything `query()` takes: a photo (path, bytes or BGR
+        array) or a video (a file or a YouTube Faces frame folder). Its person of
+        interest is the largest face of a photo (`face=I` picks another, `all_faces`
+        searches each) or the most prominent face track of a video (`track=I`,
+        `all_tracks`). `target` limits the results to "images" or "videos"; "all"
+        merges both by similarity.
 
         One `SearchResult` per searched face or track; its hits are grouped per image
         or video (its best face or track), best first, each with a cosine similarity,
@@ -125,18 +206,54 @@ class RevSearch:
         results unless `include_query`. Raises NoFaceError when the query shows no face.
         """
         self.check()
-        with self._video_query(query) as video:
-            if video is not None:
-                digest = "" if include_query else video_digest(video)
-                return search_tracks(self.collection, self.pipeline, self.track(video).tracks,
-                                     k=k, track=track, all_tracks=all_tracks, target=target,
-                                     exclude_hash=digest, threshold=self.threshold(),
-                                     query_name=str(query) if video == query else "upload")
-        image, digest, name = self._load_query(query)
-        return search_faces(self.collection, self.pipeline, image, k=k, face=face,
-                            all_faces=all_faces, target=target,
-                            exclude_hash="" if include_query else digest,
-                            threshold=self.threshold(), query_name=name)
+        with self._as_query(query) as q:
+            exclude = "" if include_query else q.digest
+            if q.kind == "video":
+                return search_tracks(self.collection, self.pipeline, self._tracks(q), k=k,
+                                     track=track, all_tracks=all_tracks, target=target,
+                                     exclude_hash=exclude, threshold=self.threshold(),
+                                     query_name=q.name)
+            return search_faces(self.collection, self.pipeline, q.image, k=k, face=face,
+                                all_faces=all_faces, target=target, exclude_hash=exclude,
+                                threshold=self.threshold(), query_name=q.name,
+                                detected=self._detected(q))
+
+    # -- the collection --------------------------------------------------------------
+    def media(self, offset: int = 0, limit: int = 50, label: str = "") -> list[MediaItem]:
+        """A page of indexed files (photos and videos, with or without faces), optionally
+        those whose label contains `label` (letters, digits, spaces, '_', '-').
+
+        The order is the database's, stable while nothing is added; paging a large
+        index this way costs more the further the offset.
+        """
+        return list_media(self.collection, offset, limit, label)
+
+    def get(self, media_id: str) -> MediaItem:
+        """An indexed file by id (a hit's `image_id`) with its stored faces or face
+        tracks. Raises NotFoundError (a KeyError) for an unknown id."""
+        return get_media(self.collection, media_id)
+
+    def remove(self, paths: Sequence[str | os.PathLike]) -> int:
+        """Forget indexed files, frame folders, and everything indexed under folders;
+        the files themselves are left alone and need not exist any more.
+
+        Returns the rows deleted: each file's faces or track descriptors and the file's
+        own row. A path given as a folder reads every indexed row once (a full scan).
+        `index(paths, sync=True)` forgets only files that are gone; this forgets all.
+        """
+        roots = [Path(p).expanduser().resolve() for p in paths]
+        gone: dict[str, dict] = {}
+        for root in roots:  # a file: one lookup, no scan
+            row = self.collection.get_media(image_id_for(str(root)))
+            if row is not None:
+                gone[row["image_id"]] = row
+        folders = [r for r in roots if image_id_for(str(r)) not in gone]
+        if folders:
+            for row in self.collection.media():
+                if any(root in Path(row["path"]).parents for root in folders):
+                    gone[row["image_id"]] = row
+        self.collection.remove(list(gone))
+        return sum(int(row["n_faces"]) + 1 for row in gone.values())
 
     def check(self) -> None:
         """Refuse to answer from a damaged index (once per open index: the check counts
@@ -166,37 +283,38 @@ class RevSearch:
                 "threshold": self.threshold(), **counts}
 
     @contextmanager
-    def _video_query(self, query: Query) -> Iterator[str | os.PathLike | None]:
-        """The query as a video path (uploaded bytes go to a temporary file), or None."""
-        if isinstance(query, np.ndarray):
-            yield None
-        elif isinstance(query, bytes):
-            if sniff(query[:16]) != "video":
-                yield None
-                return
-            if len(query) > self.settings.max_video_bytes:
-                raise MediaError(f"video too large: {len(query)} bytes > limit "
-                                 f"{self.settings.max_video_bytes}")
-            with tempfile.NamedTemporaryFile(suffix=".video") as fh:
-                fh.write(query)
-                fh.flush()
-                yield fh.name
-        elif is_video(Path(query)):
-            if stat_video(Path(query))[0] > self.settings.max_video_bytes:
-                raise MediaError(f"video too large: {query} is over "
-                                 f"{self.settings.max_video_bytes} bytes")
+    def _as_query(self, source: Query | Source) -> Iterator[Query]:
+        """The query itself, or one made (and closed afterwards) from anything else."""
+        if isinstance(source, Query):
+            yield source
+            return
+        with self.query(source) as query:
             yield query
-        else:
-            yield None
 
-    def _load_query(self, query: Query) -> tuple[np.ndarray, str, str]:
-        if isinstance(query, np.ndarray):
-            return query, "", "query image"
-        if isinstance(query, bytes):
-            return decode_image(query, self.settings.max_pixels), content_hash(query), "upload"
-        path = Path(query)
-        data = read_bytes(path, self.settings.max_file_bytes)
-        return decode_image(data, self.settings.max_pixels), content_hash(data), str(path)
+    def _analyse(self, query: Query) -> None:
+        if query.kind == "video":
+            query.analysis = self.track(query.video)
+        else:
+            query.detected = self.pipeline.detect(query.image)
+        query.pipeline = self.pipeline
+
+    def _detected(self, query: Query) -> list[Face]:
+        """The query's faces as this index's detector sees them (another index's
+        pipeline, e.g. the baseline's whole image, finds other "faces")."""
+        if query.pipeline is self.pipeline:
+            return query.detected
+        return self.pipeline.detect(query.image)
+
+    def _tracks(self, query: Query) -> list[Track]:
+        if query.pipeline is self.pipeline and query.analysis is not None:
+            return query.analysis.tracks
+        return self.track(query.video).tracks
+
+    @staticmethod
+    def _require_photo(query: Query, verb: str) -> None:
+        if query.kind != "image":
+            raise MediaError(f"{verb} takes a photo, and {query.name} is a video: "
+                             f"`faces` lists its face tracks, `search` finds them")
 
 
 def open_collection(store: Store, space: Space, settings: Settings,
@@ -263,7 +381,7 @@ def index(paths: Sequence[str | os.PathLike], db: str | None = None, *, labels: 
         return rs.index(paths, labels=labels, sync=sync)
 
 
-def search(query: Query, db: str | None = None, k: int = 10, *, face: int | None = None,
+def search(query: Query | Source, db: str | None = None, k: int = 10, *, face: int | None = None,
            all_faces: bool = False, track: int | None = None, all_tracks: bool = False,
            target: str = "all", **settings: object) -> list[SearchResult]:
     """Open the index, search it (see `RevSearch.search`), close it."""
@@ -272,4 +390,4 @@ def search(query: Query, db: str | None = None, k: int = 10, *, face: int | None
                          all_tracks=all_tracks, target=target)
 
 
-__all__ = ["RevSearch", "RevsearchError", "connect", "index", "migrate", "search"]
+__all__ = ["Query", "RevSearch", "RevsearchError", "connect", "index", "migrate", "search"]

@@ -128,6 +128,33 @@ def cmd_faces(args: argparse.Namespace) -> int:
     return 0 if faces else 5
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    with api.connect(**_settings(args)) as rs:
+        v = rs.verify(args.a, args.b, face_a=args.face_a, face_b=args.face_b)
+    if args.json:
+        print(json.dumps(asdict(v), indent=2))
+        return 0
+    if v.match is None:
+        verdict = "no calibrated threshold: no decision"
+    else:
+        verdict = (f"{'same person' if v.match else 'different people'} "
+                   f"(threshold {v.threshold:.3f})")
+    print(f"similarity {v.similarity:.3f}: {verdict}; compared face {v.face_a.index} of "
+          f"{v.a} and face {v.face_b.index} of {v.b}")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    with api.connect(**_settings(args)) as rs:
+        rows = rs.remove(args.paths)
+        db = rs.settings.db_uri
+    if args.json:
+        print(json.dumps({"rows": rows}))
+    else:
+        print(f"removed {rows} rows (files and their faces or tracks) from {db}")
+    return 0
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     with api.connect(**_settings(args)) as rs:
         stats = rs.stats()
@@ -303,6 +330,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_faces)
+
+    p = sub.add_parser("verify", parents=[common],
+                       help="whether two photos show the same person")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--face-a", type=int, help="face I of A (default: the largest)")
+    p.add_argument("--face-b", type=int, help="face I of B (default: the largest)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("remove", parents=[common],
+                       help="forget indexed files, or everything indexed under folders")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_remove)
 
     p = sub.add_parser("serve", parents=[common], help="the REST API and web page")
     p.add_argument("--host", default="127.0.0.1",

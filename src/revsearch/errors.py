@@ -37,3 +37,14 @@ class DatabaseError(RevsearchError):
     """The database cannot be reached, or holds data this version cannot use."""
 
     exit_code = 7
+
+
+class NotFoundError(RevsearchError, KeyError):
+    """No indexed file (or face, track, query) has this id; a KeyError too, so code
+    written for a mapping's lookups catches it."""
+
+    exit_code = 8
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument ("'no such media'"); the message is for people.
+        return str(self.args[0]) if self.args else ""

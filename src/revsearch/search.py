@@ -78,6 +78,19 @@ class SearchResult:
     track: QueryTrack | None = None  # set when the query is a video
 
 
+@dataclass
+class Verification:
+    """Whether two photos show the same person: one face of each, compared."""
+
+    similarity: float  # cosine (the baseline: minus the L2 distance)
+    threshold: float | None  # the calibrated one; None when unknown for this model
+    match: bool | None  # similarity >= threshold; None without a threshold
+    a: str  # the two queries' names
+    b: str
+    face_a: QueryFace  # the faces compared
+    face_b: QueryFace
+
+
 def describe_faces(faces: list[Face]) -> list[QueryFace]:
     default = largest_face(faces)
     return [QueryFace(i, [round(float(v), 1) for v in f.box],
@@ -122,6 +135,14 @@ def select_tracks(tracks: Sequence[Track], track: int | None = None, all_tracks:
         raise NoFaceError(f"{query_name} has {len(tracks)} face track(s), numbered 0 to "
                           f"{len(tracks) - 1} by first appearance; there is no track {track}")
     return [track]
+
+
+def similarity(u: np.ndarray, v: np.ndarray, metric: str = "COSINE") -> float:
+    """Higher is more alike, on the scale search hits use: cosine of unit vectors, or
+    minus the L2 distance for the baseline's raw features."""
+    if metric == "L2":
+        return -float(np.linalg.norm(np.asarray(u, np.float64) - np.asarray(v, np.float64)))
+    return float(np.dot(np.asarray(u, np.float64), np.asarray(v, np.float64)))
 
 
 def search_vectors(collection: SpaceCollections, vectors: np.ndarray, k: int, *,
