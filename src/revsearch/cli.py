@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from revsearch import api, config
+from revsearch import api, config, logs
 from revsearch.errors import RevsearchError
 from revsearch.ingest import LABEL_MODES
 from revsearch.search import TARGETS, QueryTrack
@@ -336,8 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logs.configure(verbose=args.verbose)
     try:
         return args.func(args)
     except RevsearchError as exc:

@@ -157,20 +157,6 @@ def _lite_lock_check(path: Path) -> None:
         os.close(fd)
 
 
-def _quiet_known_noise(lite: bool) -> None:
-    # Milvus Lite and servers before 2.5 lack AllocTimestamp: pymilvus's query iterator
-    # then falls back to a client-side timestamp, after grpc (in-process Lite server)
-    # logs a traceback and pymilvus a warning. Both are harmless; silence just those.
-    logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
-    # pymilvus logs every failed call with a traceback; `database_errors` re-raises each
-    # one with its message, so the log would only repeat it.
-    logging.getLogger("pymilvus.decorators").setLevel(logging.CRITICAL)
-    if lite:
-        logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
-        # The in-process Lite server logs each failed call with a traceback too.
-        logging.getLogger("milvus_lite.adapter.grpc.servicer").setLevel(logging.CRITICAL)
-
-
 class Store:
     """A Milvus database holding the faces of one or more embedding spaces."""
 
@@ -188,7 +174,6 @@ class Store:
             _lite_lock_check(path)
             self._lite_path = path.resolve()
             uri = str(self._lite_path)
-        _quiet_known_noise(self.is_lite)
         try:
             self.client = MilvusClient(uri=uri)
         except Exception as exc:
