@@ -1,10 +1,17 @@
-"""Importing revsearch changes nothing global."""
+"""Importing revsearch changes nothing global; third-party noise stays out of the terminal
+and progress does not flood a log file."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
+
+import pytest
+from conftest import lfw, require_data, run_cli
 
 IMPORT_EVERYTHING = r"""
 import importlib, json, logging, os, pkgutil, sys
@@ -32,6 +39,19 @@ print(json.dumps({
 }))
 """
 
+NO_FORK = r"""
+import json, sys
+forks = []
+sys.addaudithook(lambda event, args: forks.append(event)
+                 if event in ("os.fork", "os.forkpty", "os.posix_spawn", "subprocess.Popen")
+                 else None)
+from revsearch.faces.embed import create_embedder
+create_embedder("sface", runtime="openvino")
+import openvino.tools.ovc.telemetry_utils as telemetry
+print(json.dumps({"forks": forks, "telemetry": telemetry.tm.__name__}))
+"""
+
+
 def _python(code: str) -> dict:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
@@ -48,3 +68,62 @@ def test_importing_revsearch_changes_nothing_global():
     assert seen["env"] == {}
     assert seen["levels"] == {}
     assert seen["ours"] == {}
+
+
+def test_loading_the_openvino_embedder_forks_no_telemetry_process():
+    pytest.importorskip("openvino")
+    seen = _python(NO_FORK)
+    assert seen["forks"] == []
+    assert seen["telemetry"].endswith("telemetry_stub")
+
+
+@pytest.mark.slow
+def test_cli_output_is_quiet_when_piped(tmp_path):
+    """`make demo` in miniature, with stderr to a pipe (a log file or CI): progress as a
+    few log lines without carriage returns, and no gRPC fork warning from search."""
+    require_data()
+    photos = tmp_path / "photos"
+    for name in ("George_W_Bush", "Colin_Powell"):
+        (photos / name).mkdir(parents=True)
+        for i in (1, 2, 3, 4):
+            shutil.copy2(lfw(name, i), photos / name)
+    env = {"REVSEARCH_HOME": str(tmp_path / "home"), "REVSEARCH_WORKERS": "2"}
+    # Bytes: text mode would turn the carriage returns looked for into newlines.
+    done = subprocess.run([sys.executable, "-m", "revsearch", "index", str(photos)],
+                          capture_output=True, env={**os.environ, **env}, timeout=300)
+    stderr = done.stderr.decode()
+    assert done.returncode == 0, stderr
+    assert b"indexed 8" in done.stdout
+    assert "\r" not in stderr, stderr
+    lines = stderr.strip().split("\n")
+    assert 1 <= len(lines) <= 3, stderr
+    assert all(re.fullmatch(r"INFO revsearch\.progress: indexed \d+/8 files \(.*\)", line)
+               for line in lines), stderr
+    found = run_cli("search", str(lfw("Colin_Powell", 5)), "-k", "3", env=env)
+    assert found.returncode == 0, found.stderr
+    assert "Colin_Powell" in found.stdout
+    assert "fork_posix" not in found.stderr and "grpc" not in found.stderr.lower()
+    assert found.stderr == ""
+
+
+def test_progress_off_a_terminal_is_an_occasional_log_line(caplog, monkeypatch):
+    import io
+
+    from revsearch.ingest.run import _LogProgress, _progress_bar
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal
+    assert isinstance(_progress_bar(5, True), _LogProgress)
+    progress = _LogProgress(total=4, interval=0.0)
+    with caplog.at_level("INFO", logger="revsearch.progress"):
+        for _ in range(4):
+            progress.update()
+        progress.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 4  # every update but the last, then the summary
+    assert re.fullmatch(r"indexed 1/4 files \(\d+\.\d files/s, ETA \d+:\d\d\)", lines[0])
+    assert re.fullmatch(r"indexed 4/4 files \(\d+\.\d files/s, took \d+:\d\d\)", lines[-1])
+    quiet = _LogProgress(total=4)  # the default interval: nothing until it has passed
+    with caplog.at_level("INFO", logger="revsearch.progress"):
+        caplog.clear()
+        quiet.update(3)
+    assert caplog.records == []

@@ -6,12 +6,15 @@ from __future__ import annotations
 import logging
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
+# Progress lines (when stderr is not a terminal) are INFO records, shown by default.
+PROGRESS_LOGGER = "revsearch.progress"
 
 
 def configure(verbose: bool = False) -> None:
     """Log revsearch's records to stderr (INFO with `verbose`, else WARNING) and keep
     known, harmless third-party noise out of the terminal."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format=FORMAT)
+    logging.getLogger(PROGRESS_LOGGER).setLevel(logging.INFO)
     quiet_third_party()
 
 
