@@ -6,65 +6,95 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from revsearch import api
+from revsearch import api, config, logs
 from revsearch.errors import RevsearchError
 from revsearch.ingest import LABEL_MODES
 from revsearch.search import TARGETS, QueryTrack
 
+log = logging.getLogger(__name__)
 
-def _common() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("settings (also REVSEARCH_<NAME> environment variables)")
-    g.add_argument("--db", help="Milvus Lite file (*.db) or server URI http://host:19530")
-    g.add_argument("--home", help="data directory (default ~/.local/share/revsearch)")
-    g.add_argument("--space", help="embedding space by name (see `revsearch models`); "
-                   "default: the one --pipeline/--embedder/--flip name (sface)")
-    g.add_argument("--pipeline", choices=["face", "baseline"],
-                   help="face (default) or the AWS-demo whole-image baseline")
-    g.add_argument("--backbone", choices=["efficientnet_lite0", "onnx"],
-                   help="baseline CNN (onnx: --model-path)")
-    g.add_argument("--detector", choices=["yunet", "dlib"])
-    g.add_argument("--embedder", choices=["sface", "dlib", "sface_dlib", "onnx"],
-                   help="face embedder: sface (default, fast), sface_dlib (both models "
-                   "fused: more accurate, ~4.5x slower ingest), dlib, onnx (--model-path)")
-    g.add_argument("--flip", action="store_true", default=None,
-                   help="flip test-time augmentation (2x embedding cost)")
-    g.add_argument("--runtime", choices=["auto", "openvino", "onnxruntime"],
-                   help="engine for the ONNX embedders (auto: OpenVINO when installed)")
-    g.add_argument("--model-path", help="ArcFace-style ONNX file for --embedder onnx")
-    g.add_argument("--model-sha256", help="expected SHA-256 of --model-path")
-    g.add_argument("--threshold", type=float, help="match threshold (default: calibrated)")
-    g.add_argument("--workers", type=int, help="worker processes for ingest (default: cores)")
-    g.add_argument("--video-fps", type=float,
-                   help="sample videos at most this many frames/s (default 5; 0: all)")
-    g.add_argument("--video-every", type=int, help="sample at most every N-th video frame")
-    g.add_argument("--video-max-frames", type=int, help="frames sampled per video at most")
-    g.add_argument("--hnsw-m", type=int, help="server: HNSW degree of new collections (16)")
-    g.add_argument("--hnsw-ef-construction", type=int,
-                   help="server: HNSW build width of new collections (200)")
-    g.add_argument("--search-ef", type=int, help="server: HNSW search width (max(64, 2k))")
-    g.add_argument("--aggregation", choices=["quality", "mean", "prototypes", "single"],
-                   help="how a video face track becomes its descriptor (default quality)")
-    g.add_argument("-v", "--verbose", action="store_true")
-    return p
+ENV_NOTE = ("Every setting is also an environment variable: --video-fps is "
+            f"{config.ENV_PREFIX}VIDEO_FPS (a flag wins over the variable).")
+
+
+class _LazyChoices:
+    """A setting's choices, asked of their registry only when argparse shows or checks
+    them. (Added to an argument group, an argument is not formatted at once, as one
+    added to the parser itself is.)"""
+
+    def __init__(self, setting: config.Declared) -> None:
+        self._setting = setting
+        self._values: tuple[str, ...] | None = None
+
+    def _get(self) -> tuple[str, ...]:
+        if self._values is None:
+            self._values = self._setting.choices() or ()
+        return self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._get()
+
+
+_METAVARS = {int: "N", float: "X", Path: "DIR"}
+
+
+def _flag(setting: config.Declared) -> str:
+    return "--" + setting.name.replace("_", "-")
+
+
+def _add_setting(target, setting: config.Declared, shown: bool) -> None:
+    kwargs: dict = {"dest": setting.name, "default": None}
+    if setting.kind is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    else:
+        kwargs["type"] = str if setting.kind is Path else setting.kind
+        kwargs["metavar"] = _METAVARS.get(setting.kind) or setting.name.upper()
+    choices = setting.info.choices
+    if choices is not None and shown:  # a hidden flag's value is ignored, not checked
+        kwargs["choices"] = _LazyChoices(setting) if callable(choices) else choices
+        kwargs.pop("metavar", None)
+    help_text = setting.info.help
+    if setting.shown_default():
+        help_text += f" (default: {setting.shown_default()})"
+    kwargs["help"] = help_text.replace("%", "%%") if shown else argparse.SUPPRESS
+    target.add_argument(_flag(setting), **kwargs)
+
+
+def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
+    """The flags of the settings `command` uses, in their groups. The others are still
+    accepted (older scripts pass them everywhere) but hidden, and warned about."""
+    settings = config.declared()
+    used = [s for s in settings if command in s.info.commands]
+    for group, title in config.GROUPS.items():
+        members = [s for s in used if s.info.group == group]
+        if members:
+            target = parser.add_argument_group(title)
+            for s in members:
+                _add_setting(target, s, shown=True)
+    for s in settings:
+        if command not in s.info.commands:
+            _add_setting(parser, s, shown=False)
+    parser.set_defaults(used_settings=tuple(s.name for s in used))
 
 
 def _settings(args: argparse.Namespace) -> dict:
-    names = ("db", "home", "space", "pipeline", "backbone", "detector", "embedder", "flip",
-             "runtime", "model_path", "model_sha256", "threshold", "workers", "video_fps",
-             "video_every", "video_max_frames", "aggregation", "hnsw_m", "hnsw_ef_construction",
-             "search_ef")
-    return {n: getattr(args, n) for n in names}
+    """The settings given as flags, as keyword overrides for `load_settings`."""
+    used = set(args.used_settings)
+    for s in config.declared():
+        if s.name not in used and getattr(args, s.name, None) is not None:
+            log.warning("%s has no effect on `revsearch %s`; ignored", _flag(s), args.command)
+    return {name: getattr(args, name) for name in args.used_settings}
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    if args.no_progress:
-        settings["progress"] = False
-    with api.connect(**settings) as rs:
+    with api.connect(**_settings(args)) as rs:
         report = rs.index(args.paths, labels=args.labels, sync=args.sync, report=args.report)
     if args.json:
         print(json.dumps(asdict(report), indent=2))
@@ -164,12 +194,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from revsearch.config import load_settings
     from revsearch.eval import calibrate
     from revsearch.eval.datasets import default_lfw_root
     from revsearch.spaces import calibration
 
-    settings = load_settings(**_settings(args))
+    settings = config.load_settings(**_settings(args))
     lfw = Path(args.lfw) if args.lfw else default_lfw_root()
     command = "revsearch calibrate " + " ".join(sys.argv[2:])
     result = calibrate.calibrate(settings, lfw, args.far, command=command.strip())
@@ -184,12 +213,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from revsearch.config import load_settings
     from revsearch.eval import lfw as evaluate
     from revsearch.eval import report
     from revsearch.eval.datasets import default_lfw_root
 
-    settings = load_settings(**_settings(args))
+    settings = config.load_settings(**_settings(args))
     lfw = Path(args.lfw) if args.lfw else default_lfw_root()
     out = Path(args.out)
     command = "revsearch " + " ".join(sys.argv[1:])
@@ -235,10 +263,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from revsearch.config import load_settings
     from revsearch.spaces import OnnxInput, Registry
 
-    settings = load_settings(**_settings(args))
+    settings = config.load_settings(**_settings(args))
     registry = Registry(settings.home)
     if args.action == "add":
         if bool(args.path) == bool(args.fuse):
@@ -278,10 +305,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from revsearch import serve
 
-    settings = _settings(args)
-    if args.max_upload_bytes:
-        settings["max_upload_bytes"] = args.max_upload_bytes
-    serve.serve(host=args.host, port=args.port, **settings)
+    serve.serve(host=args.host, port=args.port, **_settings(args))
     return 0
 
 
@@ -292,12 +316,11 @@ def _eval_db(settings) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _common()
     parser = argparse.ArgumentParser(
         prog="revsearch", description="Reverse visual search of people in photos.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("index", parents=[common],
+    p = sub.add_parser("index",
                        help="add the images and videos under folders to the index")
     p.add_argument("paths", nargs="+")
     p.add_argument("--labels", choices=LABEL_MODES, default="auto",
@@ -305,11 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sync", action="store_true",
                    help="also remove indexed files under PATHS that no longer exist")
     p.add_argument("--report", help="where to write the JSONL report (default under --home)")
-    p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser("search", parents=[common],
+    p = sub.add_parser("search",
                        help="find images and videos of the person in QUERY (photo or video)")
     p.add_argument("query", help="an image, a video file or a frame folder")
     p.add_argument("-k", type=int, default=10, help="number of results to return")
@@ -325,13 +347,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("faces", parents=[common],
+    p = sub.add_parser("faces",
                        help="list the faces in an image, or the face tracks of a video")
     p.add_argument("query")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_faces)
 
-    p = sub.add_parser("verify", parents=[common],
+    p = sub.add_parser("serve", help="the REST API and web page")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("verify",
                        help="whether two photos show the same person")
     p.add_argument("a")
     p.add_argument("b")
@@ -340,20 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("remove", parents=[common],
+    p = sub.add_parser("remove",
                        help="forget indexed files, or everything indexed under folders")
     p.add_argument("paths", nargs="+")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_remove)
 
-    p = sub.add_parser("serve", parents=[common], help="the REST API and web page")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-upload-bytes", type=int, help="largest upload accepted (413 above)")
-    p.set_defaults(func=cmd_serve)
-
-    p = sub.add_parser("models", parents=[common],
+    p = sub.add_parser("models",
                        help="list embedding spaces; add or remove your own models")
     p.add_argument("action", nargs="?", choices=["list", "add", "remove"], default="list")
     p.add_argument("name", nargs="?", help="add/remove: the space's name, e.g. arcface_r50")
@@ -368,11 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("stats", parents=[common], help="what the index holds")
+    p = sub.add_parser("stats", help="what the index holds")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
 
-    p = sub.add_parser("calibrate", parents=[common],
+    p = sub.add_parser("calibrate",
                        help="fit the match threshold on LFW pairsDevTrain")
     p.add_argument("--lfw", help="LFW folder with lfw-deepfunneled/ and pairs files")
     p.add_argument("--far", type=float, default=1e-3, help="target false-accept rate")
@@ -388,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="embedding space to copy (default: all), e.g. sface")
     p.set_defaults(func=cmd_migrate)
 
-    p = sub.add_parser("eval", parents=[common], help="measure a pipeline on LFW or YTF")
+    p = sub.add_parser("eval", help="measure a pipeline on LFW or YTF")
     p.add_argument("task", choices=["lfw", "ytf", "occlusion", "ann"],
                    help="lfw: retrieval + verification; ytf: video retrieval per "
                         "aggregation; occlusion: occluded LFW queries; ann: Milvus "
@@ -403,13 +424,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", type=int, default=500,
                    help="ann, occlusion: number of queries")
     p.set_defaults(func=cmd_eval)
+
+    for name, p in sub.choices.items():
+        p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+        if name != "migrate":  # its databases are arguments; it uses no setting
+            p.epilog = ENV_NOTE
+            _add_settings(p, name)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logs.configure(verbose=args.verbose)
     try:
         return args.func(args)
     except RevsearchError as exc:

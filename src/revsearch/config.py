@@ -2,21 +2,97 @@
 
 Precedence, lowest to highest: the defaults below, environment variables, keyword
 arguments (which is what CLI flags become).
+
+Each setting is declared once, as a field of `Settings` whose metadata (`Info`, made by
+`about`) carries its help text, its choices, its group and the subcommands that use it;
+the CLI builds its flags from that, so a new setting needs no other edit to become a flag.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from revsearch.errors import SettingsError
+
 ENV_PREFIX = "REVSEARCH_"
+
+# Subcommands, by what they do with the settings.
+INDEXING = ("index", "serve")  # add files to an index
+QUERYING = ("search", "faces", "verify", "serve")  # analyse a query photo or video
+MEASURING = ("calibrate", "eval")  # run a pipeline over a benchmark
+OPENING = ("index", "search", "faces", "verify", "remove", "serve", "stats")  # open a database
+MODEL = (*OPENING, *MEASURING)  # pick the embedding space or its models
+ANALYSING = (*INDEXING, *QUERYING, *MEASURING)  # run detection and embedding
+
+# Group name -> its heading in `--help`, in the order the groups are shown.
+GROUPS = {
+    "database": "database",
+    "models": "models (the embedding space)",
+    "detection": "face detection",
+    "video": "video sampling and face tracks",
+    "ingest": "ingest",
+    "search": "search",
+    "limits": "input limits",
+    "server": "server",
+}
+
+Choices = tuple[str, ...] | Callable[[], Sequence[str]]
+
+
+@dataclass(frozen=True)
+class Info:
+    """What a setting is for: shown by `--help`, used to build and check its flag."""
+
+    help: str
+    group: str
+    commands: tuple[str, ...]
+    # A tuple, or a function returning them from the registry that owns them; it is
+    # called only to show help or check a value, so importing config stays cheap.
+    choices: Choices | None = None
+    shown_default: str | None = None  # for defaults computed at run time
+
+
+def about(group: str, commands: Sequence[str], help: str, *,
+          choices: Choices | None = None, shown_default: str | None = None) -> dict:
+    """The `metadata` of a `Settings` field: its `Info`."""
+    if group not in GROUPS:
+        raise ValueError(f"unknown settings group {group!r}")
+    return {"info": Info(help, group, tuple(dict.fromkeys(commands)), choices, shown_default)}
 
 
 def _default_home() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "revsearch"
+
+
+def _detectors() -> tuple[str, ...]:
+    from revsearch.faces.detect import DETECTORS
+
+    return tuple(DETECTORS)
+
+
+def _embedders() -> tuple[str, ...]:
+    # The older way to name a space: a built-in face space, or "onnx" with --model-path.
+    from revsearch.spaces.builtin import BUILTIN
+
+    return (*(s.name for s in BUILTIN if s.kind == "face"), "onnx")
+
+
+def _runtimes() -> tuple[str, ...]:
+    from revsearch.faces.embed import RUNTIMES
+
+    return RUNTIMES
+
+
+def _aggregations() -> tuple[str, ...]:
+    from revsearch.video.track import METHODS
+
+    return METHODS
 
 
 @dataclass(frozen=True)
@@ -27,59 +103,102 @@ class Settings:
     `db` is a Milvus Lite path (ending in `.db`) or a server URI (`http://host:19530`).
     """
 
-    home: Path = field(default_factory=_default_home)
-    db: str = ""
-    # "face": detect, align and embed every face (the product). "baseline": the AWS
-    # demo's whole-image ImageNet CNN, kept for comparison (baseline.py).
-    pipeline: str = "face"
-    # The embedding space by name (`revsearch models` lists them; revsearch.spaces). Empty:
-    # the space the older settings name (pipeline, embedder, backbone, model_path).
-    space: str = ""
-    backbone: str = "efficientnet_lite0"
-    detector: str = "yunet"
-    # "sface" (default), "sface_dlib" (SFace and dlib fused: more accurate, ~4.5x
-    # slower ingest), "dlib", or "onnx" (a model file of yours: model_path, model_sha256).
-    embedder: str = "sface"
-    # Flip test-time augmentation: embeds the mirrored face too and averages. About 2x the
-    # embedding cost for a small accuracy gain; off by default.
-    flip: bool = False
-    # Engine for the ONNX embedders: "openvino", "onnxruntime", or "auto" (OpenVINO when
-    # installed: same float32 vectors, about 2x faster per face here).
-    runtime: str = "auto"
-    # A user-provided ArcFace-style ONNX model (embedder "onnx") and its expected digest.
-    model_path: str = ""
-    model_sha256: str = ""
-    # YuNet keeps faces scoring at least this; lower finds more small and profile faces.
-    det_score: float = 0.7
-    # Images are shrunk so their long side is at most this for detection only; the crop
-    # that is embedded is always cut from the full-resolution image.
-    det_max_side: int = 1280
-    # Refuse to decode images with more pixels than this (decompression bombs).
-    max_pixels: int = 100_000_000
-    max_file_bytes: int = 200 * 1024 * 1024
-    # Videos: look at most `video_fps` frames per second (0: every frame), at most every
-    # `video_every`-th frame, and at most `video_max_frames` frames per video.
-    video_fps: float = 5.0
-    video_every: int = 1
-    video_max_frames: int = 1500
-    max_video_bytes: int = 4 * 1024 * 1024 * 1024
-    # Milvus server only: the HNSW graph degree and build width of new face collections,
-    # and the search width (0: max(64, 2k)). For about a million faces in one segment,
-    # 32 / 400 / 2048 give recall@10 0.994 (docs/results/scale_m32_1seg.md).
-    hnsw_m: int = 16
-    hnsw_ef_construction: int = 200
-    search_ef: int = 0
-    # `revsearch serve` refuses request bodies larger than this (HTTP 413).
-    max_upload_bytes: int = 100 * 1024 * 1024
-    # How a face track becomes stored descriptors: mean, quality, prototypes or single
-    # (track.py; docs/experiments.md compares them on YouTube Faces).
-    aggregation: str = "quality"
-    prototypes: int = 3
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    # Match / no-match threshold on cosine similarity; empty means "use the calibration
-    # stored with the model".
-    threshold: float | None = None
-    progress: bool = True
+    home: Path = field(default_factory=_default_home, metadata=about(
+        "database", (*OPENING, *MEASURING, "models"),
+        "data directory: default database, ingest reports, user calibrations",
+        shown_default="~/.local/share/revsearch"))
+    db: str = field(default="", metadata=about(
+        "database", OPENING, "Milvus Lite file (*.db) or server URI http://host:19530",
+        shown_default="HOME/revsearch.db"))
+    # Milvus server only: the HNSW graph of new face collections (docs/deploy.md).
+    hnsw_m: int = field(default=16, metadata=about(
+        "database", (*INDEXING, "search", "stats"), "server: HNSW degree of new collections"))
+    hnsw_ef_construction: int = field(default=200, metadata=about(
+        "database", (*INDEXING, "search", "stats"),
+        "server: HNSW build width of new collections"))
+
+    # "face" is the product; "baseline" the AWS demo's whole-image ImageNet CNN, kept for
+    # comparison (faces/baseline.py).
+    pipeline: str = field(default="face", metadata=about(
+        "models", MODEL, "face, or the AWS-demo whole-image baseline",
+        choices=("face", "baseline")))
+    backbone: str = field(default="efficientnet_lite0", metadata=about(
+        "models", MODEL, "baseline CNN (onnx: --model-path)",
+        choices=("efficientnet_lite0", "onnx")))
+    embedder: str = field(default="sface", metadata=about(
+        "models", MODEL, "face embedder: sface (fast), sface_dlib (both models fused: more "
+        "accurate, ~4.5x slower ingest), dlib, onnx (--model-path)", choices=_embedders))
+    # Embeds the mirrored face too and averages: a small accuracy gain for twice the cost.
+    flip: bool = field(default=False, metadata=about(
+        "models", MODEL, "flip test-time augmentation (2x embedding cost)"))
+    runtime: str = field(default="auto", metadata=about(
+        "models", (*ANALYSING, "models"),
+        "engine for the ONNX embedders (auto: OpenVINO when installed)",
+        choices=_runtimes))
+    # A user-provided ArcFace-style ONNX model (embedder or backbone "onnx").
+    model_path: str = field(default="", metadata=about(
+        "models", MODEL, "ArcFace-style ONNX file for --embedder onnx"))
+    model_sha256: str = field(default="", metadata=about(
+        "models", MODEL, "expected SHA-256 of --model-path"))
+    # No fixed choices: the registry depends on `home`, and resolving an unknown name
+    # fails with the list of registered ones (revsearch.spaces.registry).
+    space: str = field(default="", metadata=about(
+        "models", MODEL, "embedding space by name, see `revsearch models` (default: the one "
+        "--pipeline/--embedder/--flip name, sface)"))
+
+    detector: str = field(default="yunet", metadata=about(
+        "detection", MODEL, "face detector", choices=_detectors))
+    det_score: float = field(default=0.7, metadata=about(
+        "detection", ANALYSING,
+        "yunet: keep faces scoring at least this (lower finds more small and profile faces)"))
+    # The crop that is embedded is always cut from the full-resolution image.
+    det_max_side: int = field(default=1280, metadata=about(
+        "detection", ANALYSING, "yunet: shrink images to this long side for detection"))
+
+    # A video is looked at `video_fps` frames per second at most, at most every
+    # `video_every`-th frame, and `video_max_frames` frames at most.
+    video_fps: float = field(default=5.0, metadata=about(
+        "video", (*INDEXING, *QUERYING), "sample videos at most this many frames/s (0: all)"))
+    video_every: int = field(default=1, metadata=about(
+        "video", (*INDEXING, *QUERYING), "sample at most every N-th video frame"))
+    video_max_frames: int = field(default=1500, metadata=about(
+        "video", (*INDEXING, *QUERYING), "frames sampled per video at most"))
+    # How a face track becomes stored descriptors (video/track.py; docs/experiments.md
+    # compares them on YouTube Faces).
+    aggregation: str = field(default="quality", metadata=about(
+        "video", (*INDEXING, *QUERYING), "how a video face track becomes its descriptor",
+        choices=_aggregations))
+    prototypes: int = field(default=3, metadata=about(
+        "video", (*INDEXING, *QUERYING, "eval"),
+        "descriptors per track with --aggregation prototypes"))
+
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1, metadata=about(
+        "ingest", ("index", "search", "faces", *MEASURING),
+        "worker processes for ingest, threads for a query", shown_default="cores"))
+    progress: bool = field(default=True, metadata=about(
+        "ingest", ("index", "eval"),
+        "show progress (a bar on a terminal, else a log line now and then)"))
+
+    # None means "use the calibration stored with the model".
+    threshold: float | None = field(default=None, metadata=about(
+        "search", ("search", "serve", "stats"), "match threshold on cosine similarity",
+        shown_default="calibrated"))
+    search_ef: int = field(default=0, metadata=about(
+        "search", ("search", "serve"), "server: HNSW search width",
+        shown_default="max(64, 2k)"))
+
+    # Decoding refuses larger inputs: decompression bombs and runaway files.
+    max_pixels: int = field(default=100_000_000, metadata=about(
+        "limits", ANALYSING, "refuse images with more pixels than this"))
+    max_file_bytes: int = field(default=200 * 1024 * 1024, metadata=about(
+        "limits", (*INDEXING, *QUERYING, "eval"), "refuse image files larger than this",
+        shown_default="200 MiB"))
+    max_video_bytes: int = field(default=4 * 1024 * 1024 * 1024, metadata=about(
+        "limits", (*INDEXING, *QUERYING), "refuse videos larger than this",
+        shown_default="4 GiB"))
+    max_upload_bytes: int = field(default=100 * 1024 * 1024, metadata=about(
+        "server", ("serve",), "largest request body accepted (HTTP 413 above)",
+        shown_default="100 MiB"))
 
     @property
     def sampling(self):
@@ -93,27 +212,83 @@ class Settings:
         return self.db or str(self.home / "revsearch.db")
 
 
-def _coerce(value: str, kind: type | str) -> object:
-    kind_name = kind if isinstance(kind, str) else kind.__name__
-    if "bool" in kind_name:
-        return value.strip().lower() in {"1", "true", "yes", "on"}
-    if "float" in kind_name:
-        return float(value) if value.strip() else None
-    if "int" in kind_name:
-        return int(value)
-    if "Path" in kind_name:
-        return Path(value).expanduser()
-    return value
+@dataclass(frozen=True)
+class Declared:
+    """One setting as declared: its name, value type, default and `Info`."""
+
+    name: str
+    kind: type  # bool, int, float, str or Path (Optional unwrapped)
+    optional: bool
+    default: object  # dataclasses.MISSING when computed at run time
+    info: Info
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    def choices(self) -> tuple[str, ...] | None:
+        """The allowed values, asking the owning registry if need be."""
+        c = self.info.choices
+        return tuple(c()) if callable(c) else c
+
+    def shown_default(self) -> str:
+        if self.info.shown_default is not None:
+            return self.info.shown_default
+        if self.kind is bool:
+            return "on" if self.default else "off"
+        return "" if self.default in (None, "", dataclasses.MISSING) else str(self.default)
+
+
+def declared() -> list[Declared]:
+    """Every setting, in declaration order."""
+    hints = typing.get_type_hints(Settings)
+    out = []
+    for f in dataclasses.fields(Settings):
+        kinds = [k for k in typing.get_args(hints[f.name]) if k is not type(None)]
+        out.append(Declared(f.name, kinds[0] if kinds else hints[f.name],
+                            type(None) in typing.get_args(hints[f.name]),
+                            f.default, f.metadata["info"]))
+    return out
+
+
+def _coerce(raw: str, setting: Declared) -> object:
+    if setting.kind is bool:
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if setting.kind is Path:
+        return Path(raw).expanduser()
+    try:
+        return setting.kind(raw)
+    except ValueError:
+        raise SettingsError(f"{setting.env}={raw!r} is not a valid "
+                            f"{setting.kind.__name__}") from None
+
+
+def _check_choice(setting: Declared, value: object, source: str) -> None:
+    allowed = setting.choices()
+    if allowed is not None and value not in allowed:
+        raise SettingsError(f"{source}={value!r}: choose from {', '.join(allowed)}")
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build settings from the environment, then apply non-None keyword overrides."""
+    """Build settings from the environment, then apply non-None keyword overrides.
+
+    An empty environment variable counts as unset (for text settings, as empty).
+    """
     values: dict[str, object] = {}
-    for f in dataclasses.fields(Settings):
-        raw = os.environ.get(ENV_PREFIX + f.name.upper())
-        if raw is not None:
-            values[f.name] = _coerce(raw, f.type)
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    by_name = {s.name: s for s in declared()}
+    for s in by_name.values():
+        raw = os.environ.get(s.env)
+        if raw is None or (not raw.strip() and s.kind is not str):
+            continue
+        values[s.name] = _coerce(raw, s)
+        if values[s.name] != s.default:
+            _check_choice(s, values[s.name], s.env)
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if name in by_name and value != by_name[name].default:
+            _check_choice(by_name[name], value, name)
+        values[name] = value
     if "home" in values:
         values["home"] = Path(str(values["home"])).expanduser()
     return Settings(**values)

@@ -9,6 +9,12 @@ class RevsearchError(Exception):
     exit_code = 1
 
 
+class SettingsError(RevsearchError, ValueError):
+    """A setting (environment variable or keyword) has a value it cannot take."""
+
+    exit_code = 2
+
+
 class ModelFileError(RevsearchError):
     """A model file is missing or its SHA-256 does not match the expected one."""
 

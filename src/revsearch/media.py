@@ -19,9 +19,6 @@ from PIL import Image, ImageOps
 
 from revsearch.errors import MediaError
 
-# Decoding must not trust Pillow's own bomb limit (a warning up to 2x): we check first.
-Image.MAX_IMAGE_PIXELS = None
-
 # Types are told by content, never by extension: JPEG, PNG, BMP, GIF, TIFF (LE and BE).
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"GIF87a", b"GIF89a",
                 b"II*\x00", b"MM\x00*")
@@ -96,7 +93,9 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         raise MediaError("not an image (unrecognised content)")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # `max_pixels` is the limit, checked from the header before any decoding;
+            # Pillow's own (process-wide) one only warns below twice its value.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             # Pillow only warns on some truncated files (TIFF) and returns half an image.
             warnings.filterwarnings("error", message="Truncated File Read")
             img = Image.open(io.BytesIO(data))
@@ -110,6 +109,12 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
             img = ImageOps.exif_transpose(img)
     except MediaError:
         raise
+    except Image.DecompressionBombError as exc:
+        # Above twice Pillow's limit it refuses to open the image at all: an application
+        # wanting larger images raises PIL.Image.MAX_IMAGE_PIXELS as well as max_pixels.
+        cap = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise MediaError(f"image too large: more than {cap} pixels, Pillow's own limit "
+                         f"(possible decompression bomb)") from exc
     except Exception as exc:  # Pillow raises many types for bad data; all mean "unreadable".
         raise MediaError(f"cannot decode image: {_reason(exc)}") from exc
     return _to_bgr(img)

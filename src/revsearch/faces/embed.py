@@ -94,10 +94,33 @@ class _OnnxRuntimeRunner:
         return self._session.run(None, {self._input: batch})[0]
 
 
+def _import_openvino():
+    """`import openvino`, without its usage telemetry.
+
+    Importing openvino sends an event to Google Analytics unless the user opted out, by
+    forking a process to do so; a fork while the in-process Milvus Lite server's gRPC
+    threads run also prints a gRPC warning. Hiding the telemetry package for the import
+    makes openvino fall back to its own no-op stub.
+    """
+    import sys
+
+    if "openvino" in sys.modules:
+        return sys.modules["openvino"]
+    saved = sys.modules.get("openvino_telemetry")
+    sys.modules["openvino_telemetry"] = None  # makes `import openvino_telemetry` fail
+    try:
+        import openvino
+    finally:
+        if saved is None:
+            del sys.modules["openvino_telemetry"]
+        else:
+            sys.modules["openvino_telemetry"] = saved
+    return openvino
+
+
 class _OpenVinoRunner:
     def __init__(self, model: bytes, threads: int) -> None:
-        import openvino as ov
-
+        ov = _import_openvino()
         core = ov.Core()
         network = core.read_model(model, ov.Tensor(np.empty(0, dtype=np.uint8)))
         self.input_shape = [d.get_length() if d.is_static else "batch"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -16,9 +17,11 @@ from revsearch.ingest.mapper import map_files
 from revsearch.ingest.reader import scan
 from revsearch.ingest.records import IngestReport
 from revsearch.ingest.writer import Writer
+from revsearch.logs import PROGRESS_LOGGER
 from revsearch.store import SpaceCollections
 
 log = logging.getLogger(__name__)
+progress_log = logging.getLogger(PROGRESS_LOGGER)
 
 
 def _default_log_path(settings: Settings) -> Path:
@@ -96,8 +99,54 @@ def _drop_damaged(known: dict[str, dict], collection: SpaceCollections) -> dict[
     return {p: r for p, r in known.items() if p not in damaged}
 
 
+class _LogProgress:
+    """Progress as a log line now and then: a bar's carriage returns would flood a log
+    file or a CI transcript."""
+
+    def __init__(self, total: int, interval: float = 10.0) -> None:
+        self.total, self.interval = total, interval
+        self.done = 0
+        self.started = self.last = time.monotonic()
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= self.interval and self.done < self.total:
+            self.last = now
+            self._line(now)
+
+    def close(self) -> None:
+        self._line(time.monotonic())
+
+    def _line(self, now: float) -> None:
+        elapsed = max(now - self.started, 1e-9)
+        rate = self.done / elapsed
+        left = (self.total - self.done) / rate if rate else 0.0
+        progress_log.info("indexed %d/%d files (%.1f files/s, %s %s)", self.done, self.total,
+                          rate, "ETA" if self.done < self.total else "took",
+                          _clock(left if self.done < self.total else elapsed))
+
+
+class _NoProgress:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 def _progress_bar(total: int, enabled: bool):
+    """A bar on a terminal, else periodic log lines; nothing when disabled or idle."""
+    if not enabled or total == 0:
+        return _NoProgress()
+    if not sys.stderr.isatty():
+        return _LogProgress(total)
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="file", disable=not enabled or total == 0,
-                dynamic_ncols=True, smoothing=0.1)
+    return tqdm(total=total, unit="file", dynamic_ncols=True, smoothing=0.1)

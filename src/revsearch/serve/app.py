@@ -220,6 +220,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, **settings: object) -> None
     """Run the app with uvicorn until interrupted."""
     import uvicorn
 
+    from revsearch import logs
+
+    logs.configure()
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s: anyone who can reach this address can search and add "
                     "to your collection; there is no authentication", host)

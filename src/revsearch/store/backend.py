@@ -10,7 +10,6 @@ vector index, the search parameters, and how to search with one hit per group.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,21 +138,20 @@ Backend = LiteBackend | ServerBackend
 def connect(uri: str) -> tuple[Any, Backend]:
     """A `MilvusClient` on `uri` and the backend it reached."""
     if is_server_uri(uri):
-        client = _client(uri, uri, is_lite=False)
+        client = _client(uri, uri)
         return client, server_backend(server_version(client))
     path = lite.database_path(uri)
     lite.check_lock(path)
     try:
-        return _client(str(path), uri, is_lite=True), LiteBackend(path)
+        return _client(str(path), uri), LiteBackend(path)
     except DatabaseError:
         lite.check_lock(path)  # say so if another process took it meanwhile
         raise
 
 
-def _client(address: str, uri: str, is_lite: bool) -> Any:
+def _client(address: str, uri: str) -> Any:
     from pymilvus import MilvusClient
 
-    _quiet_known_noise(is_lite)
     try:
         return MilvusClient(uri=address)
     except Exception as exc:
@@ -172,20 +170,6 @@ def server_version(client: Any) -> tuple[int, int]:
         return (major, minor)
     except Exception:  # unknown: assume an old server, which costs only speed
         return (2, 0)
-
-
-def _quiet_known_noise(is_lite: bool) -> None:
-    # Milvus Lite and servers before 2.5 lack AllocTimestamp: pymilvus's query iterator
-    # then falls back to a client-side timestamp, after grpc (in-process Lite server)
-    # logs a traceback and pymilvus a warning. Both are harmless; silence just those.
-    logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
-    # pymilvus logs every failed call with a traceback; `database_errors` re-raises each
-    # one with its message, so the log would only repeat it.
-    logging.getLogger("pymilvus.decorators").setLevel(logging.CRITICAL)
-    if is_lite:
-        logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
-        # The in-process Lite server logs each failed call with a traceback too.
-        logging.getLogger("milvus_lite.adapter.grpc.servicer").setLevel(logging.CRITICAL)
 
 
 @contextlib.contextmanager

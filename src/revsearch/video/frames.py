@@ -26,10 +26,6 @@ import numpy as np
 from revsearch.errors import MediaError
 from revsearch.media import decode_image, read_bytes, sniff
 
-# FFmpeg prints its own complaints about damaged files to stderr; the MediaError we
-# raise says what matters, so keep FFmpeg quiet unless the user asked otherwise.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-
 FRAME_FOLDER_ROOTS = ("aligned_images_DB", "frame_images_DB")
 FOLDER_FPS = 25.0  # YouTube Faces frames carry no timing; its videos are mostly 25 fps
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
@@ -127,7 +123,11 @@ def _open(path: Path):
         raise MediaError("not a video (unrecognised content)")
     if head.startswith(b"\x00\x00\x01\xba") and _program_stream_cut(path):
         raise MediaError("truncated video: the MPEG program stream ends inside a packet")
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # as FFmpeg's, above
+    # FFmpeg prints its own complaints about damaged files to stderr; the MediaError we
+    # raise says what matters, so keep FFmpeg quiet unless the user asked otherwise.
+    # OpenCV reads this when it first opens a video, so it is set here, not at import.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # as FFmpeg's
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     if not cap.isOpened():
         cap.release()
