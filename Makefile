@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 LFW    ?= ../shared/data/lfw/lfw-deepfunneled
 QUERY  ?= $(LFW)/George_W_Bush/George_W_Bush_0001.jpg
 
-.PHONY: venv browser demo test bench bench-scale bench-video bench-api notebook clean
+.PHONY: venv browser demo test test-fast bench bench-scale bench-video bench-api notebook clean
 
 venv: $(VENV)/.installed
 
@@ -23,6 +23,11 @@ demo: venv
 test: venv browser
 	$(BIN)/ruff check src tests bench notebooks
 	$(BIN)/python -m pytest
+
+# The tests not marked slow: a quick check while editing (`make test` runs them all).
+test-fast: venv
+	$(BIN)/ruff check src tests bench notebooks
+	$(BIN)/python -m pytest -m "not slow"
 
 # The web page's end-to-end test drives Debian's Chromium; install it when we can.
 browser:

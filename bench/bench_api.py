@@ -24,11 +24,9 @@ from pathlib import Path
 
 import httpx
 
+from revsearch.eval.bench import machine, percentiles, save_report
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-
-from bench_lfw import machine, percentiles, save_report  # noqa: E402
-
 RESULTS = ROOT / "docs" / "results"
 
 

@@ -13,50 +13,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import resource
 import shutil
 import sys
 import tempfile
 import time
-from importlib.metadata import version
 from pathlib import Path
 
-import numpy as np
+import revsearch
+from revsearch.config import load_settings
+from revsearch.eval.bench import machine, percentiles, save_report
+from revsearch.media import load_image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-import revsearch  # noqa: E402
-from revsearch.config import load_settings  # noqa: E402
-from revsearch.media import load_image  # noqa: E402
-
 RESULTS = ROOT / "docs" / "results"
-
-
-def percentiles(ms: list[float]) -> dict:
-    a = np.asarray(ms)
-    return {"n": len(a), "p50_ms": round(float(np.percentile(a, 50)), 2),
-            "p95_ms": round(float(np.percentile(a, 95)), 2),
-            "mean_ms": round(float(a.mean()), 2)}
-
-
-def machine() -> dict:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "packages": {p: version(p) for p in ("onnxruntime", "openvino",
-                                                 "opencv-python-headless",
-                                                 "pymilvus", "milvus-lite", "numpy")}}
 
 
 def profile_stages(lfw: Path, n: int) -> dict:
@@ -122,16 +93,6 @@ def bench_queries(rs: revsearch.RevSearch, lfw: Path, n: int) -> dict:
         database.append((time.perf_counter() - t) * 1000)
     return {"end_to_end": percentiles(end_to_end), "database_only": percentiles(database),
             "queries": n, "no_face_queries": n - len(end_to_end)}
-
-
-def save_report(out: Path, stem: str, result: dict, lines: list[str]) -> str:
-    """Write `stem`.json (every figure) and `stem`.md (the tables) under `out`; return
-    the Markdown."""
-    out.mkdir(parents=True, exist_ok=True)
-    text = "\n".join(lines) + "\n"
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / f"{stem}.md").write_text(text)
-    return text
 
 
 def write(result: dict, out: Path, tag: str = "") -> None:

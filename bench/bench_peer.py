@@ -32,17 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
+import revsearch
+from revsearch.eval import metrics
+from revsearch.eval.bench import machine, percentiles, save_report
+from revsearch.faces.models import model_path
+from revsearch.media import load_image
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from bench_lfw import machine, percentiles, save_report  # noqa: E402
-
-import revsearch  # noqa: E402
-from revsearch.eval import metrics  # noqa: E402
-from revsearch.faces.models import model_path  # noqa: E402
-from revsearch.media import load_image  # noqa: E402
-
 RESULTS = ROOT / "docs" / "results"
 
 

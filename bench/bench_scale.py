@@ -30,17 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
+from revsearch.config import load_settings
+from revsearch.eval.ann import insert_vectors, vector_collection
+from revsearch.eval.bench import save_report
+from revsearch.eval.metrics import exact_top
+from revsearch.spaces import space_for
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from bench_lfw import save_report  # noqa: E402
-
-from revsearch.config import load_settings  # noqa: E402
-from revsearch.eval.ann import insert_vectors, vector_collection  # noqa: E402
-from revsearch.eval.metrics import exact_top  # noqa: E402
-from revsearch.spaces import space_for  # noqa: E402
-
 RESULTS = ROOT / "docs" / "results"
 SIGMA = 0.3
 

@@ -19,16 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
+
+import revsearch
+from revsearch.eval.bench import machine, percentiles, save_report
+from revsearch.video.frames import FOLDER_FPS, folder_frames, read_frames
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
-
-import cv2  # noqa: E402
-from bench_lfw import machine, percentiles, save_report  # noqa: E402
-
-import revsearch  # noqa: E402
-from revsearch.video.frames import FOLDER_FPS, folder_frames, read_frames  # noqa: E402
-
 RESULTS = ROOT / "docs" / "results"
 
 

@@ -26,16 +26,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
+# A sibling script: running this file as a script puts bench/ on the path.
+from ytf_variants import DATA, RESULTS, mean_descriptors, score, unit
 
-from bench_lfw import save_report  # noqa: E402
-from ytf_variants import DATA, RESULTS, mean_descriptors, score, unit  # noqa: E402
-
-from revsearch.config import load_settings  # noqa: E402
-from revsearch.eval.datasets import YtfVideo  # noqa: E402
-from revsearch.spaces import space_for  # noqa: E402
+from revsearch.config import load_settings
+from revsearch.eval.bench import save_report
+from revsearch.eval.datasets import YtfVideo
+from revsearch.spaces import space_for
 
 # Verdicts by eye on the sheet of the full subset (sface, threshold 0.358), row by row:
 # the candidate shows plainly another face than the label's other videos (face shape,

@@ -39,20 +39,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from revsearch.config import load_settings
+from revsearch.eval import lfw as evaluate
+from revsearch.eval import ytf as evaluate_video
+from revsearch.eval.bench import save_report
+from revsearch.eval.datasets import YtfVideo, ytf_videos
+from revsearch.faces.align import ARCFACE_TEMPLATE_112, similarity_transform
+from revsearch.faces.pipeline import Pipeline
+from revsearch.spaces import space_for
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from bench_lfw import save_report  # noqa: E402
-
-from revsearch.config import load_settings  # noqa: E402
-from revsearch.eval import lfw as evaluate  # noqa: E402
-from revsearch.eval import ytf as evaluate_video  # noqa: E402
-from revsearch.eval.datasets import YtfVideo, ytf_videos  # noqa: E402
-from revsearch.faces.align import ARCFACE_TEMPLATE_112, similarity_transform  # noqa: E402
-from revsearch.faces.pipeline import Pipeline  # noqa: E402
-from revsearch.spaces import space_for  # noqa: E402
-
 RESULTS = ROOT / "docs" / "results"
 CSLS_KS = (0, 5, 10, 20, 50, 100)  # 0: plain cosine, no CSLS
 DATA = ROOT.parent / "shared" / "data"

@@ -18,6 +18,9 @@ from pathlib import Path
 import pytest
 from conftest import DATA, ROOT, copy_people
 
+# Each test runs a benchmark script end to end in a subprocess.
+pytestmark = pytest.mark.slow
+
 BENCH = ROOT / "bench"
 
 

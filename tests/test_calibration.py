@@ -49,6 +49,7 @@ def test_read_pairs_official_files():
     assert (len(train), len(test)) == (2200, 1000)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", ["sface"])
 def test_shipped_calibration_holds_on_held_out_pairs(key):
     """The stored threshold, re-measured now on DevTest pairs it was not fitted on."""
@@ -81,6 +82,7 @@ def _mini_lfw(dest, people=("George_W_Bush", "Colin_Powell", "Tony_Blair", "Dona
     return dest
 
 
+@pytest.mark.slow
 def test_calibrate_command_writes_a_calibration_search_then_uses(tmp_path):
     require_data()
     from conftest import lfw, run_cli

@@ -127,8 +127,8 @@ def test_every_shown_subcommand_is_run_by_a_test():
 
 def test_every_shown_script_and_make_target_is_run_by_a_test():
     """Benchmarks run on small data in test_bench.py; `make demo` below; `make test` is CI
-    itself; `make notebook` re-executes what test_notebook.py executes; each `make
-    bench-*` runs one of the benchmark scripts."""
+    itself and `make test-fast` a part of it; `make notebook` re-executes what
+    test_notebook.py executes; each `make bench-*` runs one of the benchmark scripts."""
     bench_tests = (ROOT / "tests" / "test_bench.py").read_text()
     makefile = (ROOT / "Makefile").read_text()
     for _, command in COMMANDS:
@@ -145,7 +145,8 @@ def test_every_shown_script_and_make_target_is_run_by_a_test():
                 script = re.search(r"bench/(\w+\.py)", recipe).group(1)
                 assert f'_run("{script}"' in bench_tests, f"make {target}: {script} untested"
             else:
-                assert target in ("demo", "test", "notebook"), f"make {target} is untested"
+                assert target in ("demo", "test", "test-fast", "notebook"), \
+                    f"make {target} is untested"
 
 
 def test_results_pages_name_their_command():
@@ -154,6 +155,7 @@ def test_results_pages_name_their_command():
                          page.read_text()), f"{page.name} does not say how it was made"
 
 
+@pytest.mark.slow
 def test_make_demo_runs_on_a_subset(subset_dir, tmp_path):
     """The README's first set-up command, on a subset instead of full LFW: it indexes the
     folder and prints the query's other photos first."""

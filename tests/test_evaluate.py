@@ -30,6 +30,7 @@ def _mini_root(dest, per_person=5):
     return dest
 
 
+@pytest.mark.slow
 def test_eval_lfw_compare_writes_all_outputs(tmp_path):
     require_data()
     root = _mini_root(tmp_path / "lfw")
@@ -62,6 +63,7 @@ def test_eval_lfw_compare_writes_all_outputs(tmp_path):
             assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_eval_ann_measures_index_types(tmp_path):
     require_data()
     root = _mini_root(tmp_path / "lfw", per_person=8)
@@ -98,6 +100,7 @@ def test_retrieval_on_a_hand_made_gallery():
     assert r["mAP"] == pytest.approx((0.5 + 1.0) / 2)
 
 
+@pytest.mark.slow
 def test_eval_occlusion_on_a_small_lfw(tmp_path):
     require_data()
     root = _mini_root(tmp_path / "lfw", per_person=6)

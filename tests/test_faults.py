@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import lfw, require_data, run_cli
 
+# Every test indexes a folder and runs the CLI in subprocesses.
+pytestmark = pytest.mark.slow
+
 PEOPLE = (("Colin_Powell", 4), ("Tony_Blair", 4), ("George_W_Bush", 4))
 
 

@@ -45,6 +45,7 @@ def test_random_bytes(data):
     _check(data)
 
 
+@pytest.mark.slow
 # Pillow warns when it skips corrupt metadata (EXIF, TIFF tags) of a mutated file and
 # decodes the pixels anyway; a photo with broken EXIF should still be indexed.
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -74,6 +75,7 @@ def test_tiff_with_corrupt_directory_is_refused():
         raise AssertionError("a TIFF with a corrupt directory decoded without complaint")
 
 
+@pytest.mark.slow
 def test_mutated_real_videos(tmp_path):
     """300 mutated GRID (MPEG-1 program stream) and MJPEG-AVI clips: frames or a
     MediaError each, no crash, no case slower than 10 s."""

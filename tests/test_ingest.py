@@ -55,6 +55,7 @@ def test_label_modes():
     assert label_for(p, "none") == ""
 
 
+@pytest.mark.slow
 def test_incremental_and_sync(tmp_path, home):
     require_data()
     photos = tmp_path / "photos"
@@ -103,6 +104,7 @@ def test_incremental_and_sync(tmp_path, home):
         assert rs.stats()["images"] == after["images"]
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_reported_and_nothing_is_lost(tmp_path, home):
     require_data()
     good_dir = tmp_path / "good"
@@ -145,6 +147,7 @@ def test_bad_inputs_are_reported_and_nothing_is_lost(tmp_path, home):
     assert lines[-1]["event"] == "summary" and lines[-1]["indexed"] == len(ok)
 
 
+@pytest.mark.slow
 def test_empty_folder_and_missing_path(tmp_path, home):
     (tmp_path / "empty").mkdir()
     with revsearch.connect() as rs:
@@ -187,6 +190,7 @@ def _assert_gone(pids: list[int], seconds: float = 10.0) -> None:
     assert not alive, f"orphaned worker processes still running: {alive}"
 
 
+@pytest.mark.slow
 def test_killed_ingest_resumes_to_identical_rows(tmp_path):
     photos = build_subset(tmp_path / "photos", extra_people=20)
     home = tmp_path / "home"
@@ -236,6 +240,7 @@ def _kill_ingest_at(photos: Path, db: str, home: Path, fraction: float) -> bool:
     return killed
 
 
+@pytest.mark.slow
 def test_cli_persists_across_processes_and_prints_json(tmp_path, run_env):
     require_data()
     photos = tmp_path / "photos"
@@ -258,6 +263,7 @@ def test_cli_persists_across_processes_and_prints_json(tmp_path, run_env):
     assert "face 0" in faces.stdout and "default" in faces.stdout
 
 
+@pytest.mark.slow
 def test_cli_faceless_query_fails_clearly(tmp_path, run_env):
     blank = tmp_path / "wall.png"
     Image.new("RGB", (300, 200), (120, 130, 140)).save(blank)
@@ -268,6 +274,7 @@ def test_cli_faceless_query_fails_clearly(tmp_path, run_env):
     assert bad.returncode == 4 and "cannot read" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_second_process_gets_clear_lock_message(tmp_path, run_env):
     holder = subprocess.Popen(
         [sys.executable, "-c",
@@ -299,6 +306,7 @@ def test_scan_detects_changes_without_reading_unchanged_files(tmp_path):
     assert plan.todo[0].label == ""  # folder 'a' does not name the person
 
 
+@pytest.mark.slow
 def test_unguarded_script_can_index_with_workers(tmp_path):
     """A user script without `if __name__ == "__main__":` must not hang or re-run itself
     in the worker processes."""
@@ -319,6 +327,7 @@ def test_unguarded_script_can_index_with_workers(tmp_path):
     assert out.stdout.count("INDEXED") == 1 and "INDEXED 6" in out.stdout
 
 
+@pytest.mark.slow
 def test_touched_file_keeps_its_recorded_size(tmp_path, home):
     """A new mtime with the same content only refreshes the marker; the image's other
     fields (width, height, faces, label) must survive the refresh."""

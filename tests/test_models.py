@@ -34,8 +34,10 @@ def _central_embedding(detector, embedder, image):
     return embedder.embed(image, [faces[idx]])[0]
 
 
-@pytest.mark.parametrize("det_name,emb_name", [("yunet", "sface"), ("dlib", "dlib"),
-                                               ("yunet", "dlib"), ("dlib", "sface")])
+# dlib's HOG detector is the slow part of the dlib-detector pairs.
+@pytest.mark.parametrize("det_name,emb_name", [
+    ("yunet", "sface"), pytest.param("dlib", "dlib", marks=pytest.mark.slow),
+    ("yunet", "dlib"), pytest.param("dlib", "sface", marks=pytest.mark.slow)])
 def test_same_person_scores_above_different(photos, det_name, emb_name):
     det, emb = create_detector(det_name), create_embedder(emb_name)
     v = {k: _central_embedding(det, emb, img) for k, img in photos.items()}
@@ -76,6 +78,7 @@ def test_large_image_detected_at_full_resolution_coordinates(photos):
     assert abs(c_big.box[0] / 8 - c_small.box[0]) < 4
 
 
+@pytest.mark.slow
 def test_fused_embedder_averages_the_two_models_cosines(photos):
     det = create_detector("yunet")
     fused = SFACE_DLIB.create_embedder(load_settings())
@@ -97,6 +100,7 @@ def test_flip_tta_changes_and_keeps_identity(photos):
     assert 0.9 < float(a @ b) < 0.99999
 
 
+@pytest.mark.slow
 def test_runtimes_give_the_same_vectors(photos):
     # OpenVINO (the default when installed) must compute what onnxruntime computes, so an
     # index built with one is searched correctly with the other.
@@ -114,6 +118,7 @@ def test_runtimes_give_the_same_vectors(photos):
         create_embedder("sface", runtime="tensorrt")
 
 
+@pytest.mark.slow
 def test_embedder_is_safe_to_share_between_threads(photos):
     # A web server or a user's thread pool may embed with one model from many threads.
     from concurrent.futures import ThreadPoolExecutor
@@ -127,6 +132,7 @@ def test_embedder_is_safe_to_share_between_threads(photos):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_generic_onnx_embedder_loads_from_path(tmp_path, photos):
     # The packaged SFace graph, saved as a user's file, must give SFace's vectors.
     path = tmp_path / "user_model.onnx"

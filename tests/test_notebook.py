@@ -9,6 +9,9 @@ import pytest
 from conftest import DATA, ROOT
 from nbclient import NotebookClient
 
+# Executes the whole walkthrough in a Jupyter kernel.
+pytestmark = pytest.mark.slow
+
 NOTEBOOK = ROOT / "notebooks" / "walkthrough.ipynb"
 
 

@@ -10,6 +10,9 @@ import revsearch
 from revsearch.errors import NoFaceError
 from revsearch.store import image_id_for
 
+# Every test reads the session's `indexed` subset (about 100 photos ingested).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def rs(indexed):

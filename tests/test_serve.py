@@ -12,6 +12,9 @@ from PIL import Image
 
 from revsearch.serve import create_app
 
+# The app serves a copy of the session's `indexed` subset.
+pytestmark = pytest.mark.slow
+
 GRID = DATA / "videos" / "grid"
 
 

@@ -10,6 +10,9 @@ from conftest import lfw
 
 import revsearch
 
+# Every test talks to a Milvus standalone server started for this module.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def server_uri(tmp_path_factory):

@@ -79,6 +79,7 @@ def test_damaged_videos_raise_media_error(tmp_path):
             list(read_frames(path))
 
 
+@pytest.mark.slow
 def test_ingest_reports_and_skips_damaged_videos(tmp_path, home):
     _require(GRID)
     folder = tmp_path / "clips"
@@ -150,6 +151,7 @@ def test_aggregation_methods():
 
 
 # -- indexing and searching real videos ------------------------------------------------
+@pytest.mark.slow
 def test_grid_same_man_finds_the_other_clip_first(rs):
     for query, other in (SAME_MAN, SAME_MAN[::-1]):
         result = rs.search(GRID / query, k=5)[0]
@@ -161,6 +163,7 @@ def test_grid_same_man_finds_the_other_clip_first(rs):
         assert not any(h.match for h in result.hits[1:])  # nine other speakers
 
 
+@pytest.mark.slow
 def test_every_street_track_is_indexed(rs, grid_index):
     analysis = rs.track(grid_index["dir"] / "street" / "street.mp4")
     assert len(analysis.tracks) >= 5  # several small faces
@@ -174,6 +177,7 @@ def test_every_street_track_is_indexed(rs, grid_index):
     assert stats["videos"] == 12 and stats["tracks"] == len(rows) + 11
 
 
+@pytest.mark.slow
 def test_video_query_tracks_and_track_choice(rs, grid_index):
     street = grid_index["dir"] / "street" / "street.mp4"
     tracks = rs.faces(street)
@@ -188,6 +192,7 @@ def test_video_query_tracks_and_track_choice(rs, grid_index):
     assert all(not h.path.endswith("street.mp4") for r in everyone for h in r.hits)
 
 
+@pytest.mark.slow
 def test_image_to_video(rs, tmp_path):
     frame = read_frame(GRID / SAME_MAN[1], 40)
     still = tmp_path / "still.jpg"
@@ -198,6 +203,7 @@ def test_image_to_video(rs, tmp_path):
     assert rs.search(still, k=3, target="images")[0].hits == []  # no photos indexed
 
 
+@pytest.mark.slow
 def test_cli_video_search_and_faces(grid_index):
     env = {"REVSEARCH_HOME": str(grid_index["home"]), "REVSEARCH_DB": grid_index["db"]}
     done = run_cli("search", str(GRID / SAME_MAN[0]), "-k", "2", env=env)
@@ -219,6 +225,7 @@ def test_ytf_loader():
     assert len(present) == 1426 and sum(p.same for p in present) == 1150
 
 
+@pytest.mark.slow
 def test_ytf_frame_folders_video_to_images(tmp_path, home):
     """YTF frame folders are indexed as labelled videos; a video query finds the same
     person's LFW photos, and a photo finds the videos."""
@@ -249,6 +256,7 @@ def test_ytf_frame_folders_video_to_images(tmp_path, home):
         assert again.indexed == 0 and again.unchanged == report.indexed
 
 
+@pytest.mark.slow
 def test_eval_ytf_small(tmp_path):
     _require(YTF)
     out = tmp_path / "out"

@@ -18,6 +18,9 @@ from pathlib import Path
 import pytest
 from conftest import DATA, lfw
 
+# A real browser against a server of the session's `indexed` subset.
+pytestmark = pytest.mark.slow
+
 GRID = DATA / "videos" / "grid"
 HOSTILE_NAME = "<img src=x onerror=window.__pwned=1>"
 CHROMIUM = os.environ.get("REVSEARCH_CHROMIUM", "/usr/bin/chromium")
