@@ -168,3 +168,10 @@ def test_models_cli_add_list_search_remove(tmp_path, subset_dir):
     assert run_cli("models", "remove", "mine", env=env).returncode == 0
     gone = run_cli("search", str(lfw("Tony_Blair", 50)), "--space", "mine", env=env)
     assert gone.returncode == 2 and "no embedding space 'mine'" in gone.stderr
+
+
+def test_the_older_embedder_flag_names_exactly_the_builtin_face_spaces():
+    from revsearch.config import LEGACY_EMBEDDERS
+    from revsearch.spaces.builtin import BUILTIN
+
+    assert set(LEGACY_EMBEDDERS) == {s.name for s in BUILTIN if s.kind == "face"} | {"onnx"}
