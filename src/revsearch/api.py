@@ -405,6 +405,7 @@ def migrate(source: str, target: str, spaces: Sequence[str] | None = None) -> di
     is safe; the copy is checked by counting. Stop ingests into `source` first."""
     from revsearch.errors import DatabaseError
     from revsearch.store import copy_space
+    from revsearch.store.people import PeopleCollections, copy_people
 
     settings = load_settings()
     registry = Registry(settings.home)
@@ -425,6 +426,10 @@ def migrate(source: str, target: str, spaces: Sequence[str] | None = None) -> di
             if held != copied[key]:
                 raise DatabaseError(f"after copying {key}, {target} holds {held} rows, "
                                     f"not {copied[key]}: it had other rows already?")
+            # The persons, names and feedback of the people view, when it was used.
+            people = copy_people(PeopleCollections(src, key, s.dim),
+                                 PeopleCollections(dst, key, s.dim))
+            copied[key]["persons"] = people["persons"]
     return copied
 
 

@@ -307,6 +307,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     lfw = Path(args.lfw) if args.lfw else default_lfw_root()
     out = Path(args.out)
     command = "revsearch " + " ".join(sys.argv[1:])
+    if args.task == "people":
+        from revsearch.eval import people
+        from revsearch.eval.datasets import default_ytf_root
+        from revsearch.spaces import space_for
+
+        ytf = Path(args.ytf) if args.ytf else default_ytf_root()
+        ytf_db = str(settings.home / "eval" / f"ytf_{space_for(settings).key}.db")
+        people.run(lfw, ytf if ytf.is_dir() else None, settings, out, _eval_db(settings),
+                   ytf_db, command)
+        print((out / "people_lfw.md").read_text())
+        return 0
     if args.task == "ytf":
         from revsearch.eval import ytf as evaluate_video
         from revsearch.eval.datasets import default_ytf_root
@@ -343,8 +354,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     copied = api.migrate(args.source, args.target, args.space or None)
     for key, counts in copied.items():
+        persons = f", {counts['persons']} persons" if counts.get("persons") else ""
         print(f"{key}: copied {counts['images']} files, {counts['faces']} faces, "
-              f"{counts['tracks']} track descriptors to {args.target}")
+              f"{counts['tracks']} track descriptors{persons} to {args.target}")
     return 0
 
 
@@ -514,10 +526,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("eval", help="measure a pipeline on LFW or YTF")
-    p.add_argument("task", choices=["lfw", "ytf", "occlusion", "ann"],
+    p.add_argument("task", choices=["lfw", "ytf", "occlusion", "ann", "people"],
                    help="lfw: retrieval + verification; ytf: video retrieval per "
                         "aggregation; occlusion: occluded LFW queries; ann: Milvus "
-                        "index types")
+                        "index types; people: clustering faces into persons (LFW, YTF)")
     p.add_argument("--lfw", help="LFW folder with lfw-deepfunneled/ and pairs.txt")
     p.add_argument("--ytf", help="YouTube Faces folder with aligned_images_DB/, splits.txt")
     p.add_argument("--people", type=int, default=0, help="ytf: first N people only (0: all)")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from revsearch.errors import NotFoundError, RevsearchError
+from revsearch.errors import NotFoundError, PeopleError
 from revsearch.people import cluster
 from revsearch.people.graph import Items, graph_from_lists, neighbour_lists, track_key
 from revsearch.store import SpaceCollections
@@ -98,7 +98,7 @@ def norm_name(name: str) -> str:
 def default_threshold(space_key: str, method: str) -> float:
     found = THRESHOLDS.get(space_key, {}).get(method)
     if found is None:
-        raise RevsearchError(
+        raise PeopleError(
             f"no clustering threshold is known for space {space_key} and method {method}: "
             f"pass --people-threshold (measure one with `revsearch eval people --space "
             f"{space_key}`)")
@@ -111,7 +111,7 @@ class PeopleBook:
     def __init__(self, collection: SpaceCollections, method: str = DEFAULT_METHOD,
                  threshold: float | None = None, k: int = DEFAULT_K) -> None:
         if method not in cluster.METHODS:
-            raise RevsearchError(f"unknown clustering method {method!r}; choose from "
+            raise PeopleError(f"unknown clustering method {method!r}; choose from "
                                  f"{', '.join(cluster.METHODS)}")
         self.coll = collection
         self.method = method
@@ -405,13 +405,13 @@ class PeopleBook:
         """Name a person (a name another person holds already is refused: merge them)."""
         clean = " ".join(str(name).split())
         if not clean or len(clean) > MAX_NAME:
-            raise RevsearchError(f"a name needs 1 to {MAX_NAME} characters")
+            raise PeopleError(f"a name needs 1 to {MAX_NAME} characters")
         if clean.isdigit():
-            raise RevsearchError("a name cannot be only digits (those are person ids)")
+            raise PeopleError("a name cannot be only digits (those are person ids)")
         [pid] = self.resolve(ref, one=True)
         for p in self.rows.persons():
             if p.person_id != pid and p.name and norm_name(p.name) == norm_name(clean):
-                raise RevsearchError(f"person {p.person_id} is named {p.name!r} already; "
+                raise PeopleError(f"person {p.person_id} is named {p.name!r} already; "
                                      f"merge them with `revsearch people merge "
                                      f"{p.person_id} {pid}`")
         row = self.rows.person(pid)
@@ -426,7 +426,7 @@ class PeopleBook:
         [a] = self.resolve(into, one=True)
         [b] = self.resolve(other, one=True)
         if a == b:
-            raise RevsearchError("merge needs two different persons")
+            raise PeopleError("merge needs two different persons")
         pa, pb = self.rows.person(a), self.rows.person(b)
         assert pa is not None and pb is not None
         moved = self.rows.assignments_of([b])
@@ -457,7 +457,7 @@ class PeopleBook:
         assert row is not None
         others = [a for a in self.rows.assignments_of([pid]) if a.item_id != item_id]
         if not others:
-            raise RevsearchError(f"{item_id} is the only face of person {pid}: nothing "
+            raise PeopleError(f"{item_id} is the only face of person {pid}: nothing "
                                  f"to move it out of")
         items = self._load([item_id])
         anchors = [row.cover] if row.cover and row.cover != item_id else []
