@@ -30,7 +30,7 @@ from revsearch.store.schema import AssignmentRow, LinkRow, PersonRow
 
 log = logging.getLogger(__name__)
 
-DEFAULT_METHOD = "centroid"
+DEFAULT_METHOD = "chinese_whispers"
 DEFAULT_K = 30
 # Clustering thresholds per space and method, chosen on LFW's development people
 # (pairsDevTrain) by `revsearch eval people` (docs/results/people_lfw.md). A clustering
@@ -241,13 +241,12 @@ class PeopleBook:
               person_of: dict[str, int], people: dict[int, PersonRow],
               threshold: float) -> int | None:
         """The existing person a new item joins, or None."""
-        if self.method != "centroid":  # linkage to the nearest assigned neighbour
-            for j, sim in hits:  # best first
-                if sim < threshold:
-                    return None
-                if j in person_of:
-                    return person_of[j]
-            return None
+        if self.method != "centroid":  # one Chinese-whispers step: neighbours vote
+            votes: dict[int, float] = defaultdict(float)
+            for j, sim in hits:
+                if sim >= threshold and j in person_of:
+                    votes[person_of[j]] += sim
+            return max(votes, key=lambda p: (votes[p], -p)) if votes else None
         best, best_sim = None, threshold
         for pid in {person_of[j] for j, _ in hits if j in person_of}:
             c = np.asarray(people[pid].centroid, np.float64)
