@@ -105,6 +105,7 @@ def test_not_this_person_holds_through_reclustering(rs, two_people):
     assert face.item_id not in {i.item_id for i in rs.person(blair).items}
 
 
+@pytest.mark.slow
 def test_person_search_returns_exactly_their_media(rs, two_people):
     images = two_people["images"]
     blair = _person_of(rs, images / BLAIR / f"{BLAIR}_0001.jpg")
@@ -137,6 +138,7 @@ def test_bad_input_is_refused_and_changes_nothing(rs, two_people):
     assert after == [(i, "Somebody" if i == first else n, f) for i, n, f in before]
 
 
+@pytest.mark.slow
 def test_never_clustered_index_has_no_persons_until_asked(two_people, tmp_path):
     db = tmp_path / "fresh.db"
     shutil.copytree(two_people["db"], db)
@@ -166,6 +168,7 @@ def test_cli_people_and_search_by_person(two_people, tmp_path):
     assert missing.returncode == 8 and "no person is named" in missing.stderr
 
 
+@pytest.mark.slow
 def test_migrate_takes_the_persons_along(rs, tmp_path):
     rs.name_person(rs.people()[0].person_id, "Carried Over")
     target = tmp_path / "target.db"

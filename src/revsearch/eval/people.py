@@ -78,7 +78,7 @@ def _run(method: str, graph: KnnGraph, items: Items, params: dict) -> tuple[np.n
 
 
 def compare(graph: KnnGraph, items: Items, truth: np.ndarray, dev: np.ndarray,
-            test: np.ndarray) -> dict:
+            test: np.ndarray, match_threshold: float | None = None) -> dict:
     """Every method over its grid; the chosen setting's scores on dev, test and all."""
     labelled = np.flatnonzero(truth != "")
     out: dict = {}
@@ -94,6 +94,10 @@ def compare(graph: KnnGraph, items: Items, truth: np.ndarray, dev: np.ndarray,
         out[method] = _entry(method, graph, items, truth, params, dev, test, labelled)
         out[method]["curve"] = curve
     out["dbscan_immich"] = _entry("dbscan", graph, items, truth, IMMICH, dev, test, labelled)
+    if match_threshold is not None:  # what single links at the match threshold do
+        out["components_at_match"] = _entry("components", graph, items, truth,
+                                            {"threshold": match_threshold}, dev, test,
+                                            labelled)
     return out
 
 
@@ -131,7 +135,9 @@ def evaluate_lfw(lfw_root: Path, settings: Settings, db: str, k: int = DEFAULT_K
         is_dev = np.array([t in devs for t in truth])
         dev = np.flatnonzero((truth != "") & is_dev)
         test = np.flatnonzero((truth != "") & ~is_dev)
-        methods = compare(graph, items, truth, dev, test)
+        calibration = space.calibration(settings.home)
+        methods = compare(graph, items, truth, dev, test,
+                          calibration.threshold if calibration else None)
         best = max(cluster.METHODS, key=lambda m: _objective(methods[m]["dev"]))
         sensitivity = _k_sensitivity(graph, items, truth, best, dev, test,
                                      np.flatnonzero(truth != ""))
@@ -247,14 +253,16 @@ def markdown(result: dict) -> list[str]:
              f"scored on the other {r['test_people']} people ({r['test_faces']} faces). "
              "'seconds' is the clustering alone, on the graph.", "",
              "## LFW, test people (not used for choosing)", "", *HEADER]
-    order = [*cluster.METHODS, "dbscan_immich"]
+    order = [*cluster.METHODS, "dbscan_immich"] + \
+        (["components_at_match"] if "components_at_match" in r["methods"] else [])
+    names = {"dbscan_immich": "dbscan, Immich's eps 0.5 as is",
+             "components_at_match": "components at the match threshold"}
     for m in order:
-        lines.append(_row(m if m != "dbscan_immich" else "dbscan, Immich's eps 0.5",
-                          r["methods"][m], "test"))
+        lines.append(_row(names.get(m, m), r["methods"][m], "test"))
     lines += ["", "## LFW, development people (parameters chosen here)", "", *HEADER]
-    lines += [_row(m, r["methods"][m], "dev") for m in order]
+    lines += [_row(names.get(m, m), r["methods"][m], "dev") for m in order]
     lines += ["", "## LFW, all people", "", *HEADER]
-    lines += [_row(m, r["methods"][m], "all") for m in order]
+    lines += [_row(names.get(m, m), r["methods"][m], "all") for m in order]
     p = r["product"]
     lines += ["", f"Default: **{r['best']}** (best on the development people).", "",
               f"### {r['best']} at other graph sizes (threshold re-chosen on development "
@@ -362,7 +370,7 @@ def run(lfw_root: Path, ytf_root: Path | None, settings: Settings, out: Path, lf
     result: dict = {"command": command, "date": date.today().isoformat(), "commit": _git(),
                     "machine": machine(), "lfw": lfw}
     if ytf_root is not None and ytf_db:
-        chosen = {m: lfw["methods"][m] for m in [*cluster.METHODS, "dbscan_immich"]}
+        chosen = {m: e for m, e in lfw["methods"].items() if m != "components_at_match"}
         result["ytf"] = evaluate_ytf(ytf_root, settings, ytf_db, chosen)
     result["seconds"] = round(time.monotonic() - started, 1)
     out.mkdir(parents=True, exist_ok=True)
