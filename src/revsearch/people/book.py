@@ -142,15 +142,25 @@ class PeopleBook:
         old_people = {p.person_id: p for p in self.rows.persons()}
         old = {a.item_id: a.person_id for a in self.rows.assignments()}
         ids = _match(labels, [old.get(i) for i in items.ids], next_id(old_people))
+        members = _members(ids)
+        # Only what changed is written: a re-clustering mostly keeps every face where
+        # it was, and each write costs.
+        moved = [n for n, (i, p) in enumerate(zip(items.ids, ids, strict=True))
+                 if old.get(i) != p]
+        touched = {ids[n] for n in moved} | {old[items.ids[n]] for n in moved
+                                             if items.ids[n] in old}
+        known = set(items.ids)
+        gone = [i for i in old if i not in known]
+        touched |= {old[i] for i in gone}
         persons = [self._person_row(pid, items, rows, old_people.get(pid))
-                   for pid, rows in _members(ids).items()]
+                   for pid, rows in members.items()
+                   if pid in touched or pid not in old_people]
         self.rows.put_persons(persons)
         self.rows.put_assignments(
-            AssignmentRow(item_id=i, person_id=int(p), media_id=m, kind=kind)
-            for i, p, m, kind in zip(items.ids, ids, items.media, items.kinds, strict=True))
-        known = set(items.ids)
-        self.rows.delete_assignments([i for i in old if i not in known])
-        kept = {p.person_id for p in persons}
+            AssignmentRow(item_id=items.ids[n], person_id=int(ids[n]), media_id=items.media[n],
+                          kind=items.kinds[n]) for n in moved)
+        self.rows.delete_assignments(gone)
+        kept = set(members)
         dropped = [pid for pid in old_people if pid not in kept]
         for pid in dropped:
             if old_people[pid].name_source == "user":
@@ -158,7 +168,7 @@ class PeopleBook:
                             pid, old_people[pid].name)
         self.rows.delete_persons(dropped)
         self.rows.flush()
-        return ClusterReport(self.method, threshold, len(items), len(persons),
+        return ClusterReport(self.method, threshold, len(items), len(members),
                              seconds=time.monotonic() - started)
 
     def update(self) -> ClusterReport:
@@ -168,15 +178,18 @@ class PeopleBook:
             return self.recluster()
         started = time.monotonic()
         threshold = self.threshold
+        # Two scans of ids only; person rows (with their vectors) are fetched just for
+        # the persons that change.
         assigned = {a.item_id: a for a in self.rows.assignments()}
         current = set(self.coll.row_ids("faces"))
         current |= {track_key(r) for r in self.coll.row_ids("tracks")}
         gone = [i for i in assigned if i not in current]
         new = sorted(current - set(assigned))
-        people = {p.person_id: p for p in self.rows.persons()}
+        people = _People(self.rows, max((a.person_id for a in assigned.values()), default=0))
         changed: set[int] = set()
         if gone:
             self.rows.delete_assignments(gone)
+            people.fetch({assigned[i].person_id for i in gone})
             for i in gone:
                 p = people.get(assigned[i].person_id)
                 if p is not None:
@@ -191,11 +204,12 @@ class PeopleBook:
         self.rows.delete_persons(empty)
         self.rows.put_persons(people[pid] for pid in changed if pid not in empty)
         self.rows.flush()
-        report.persons = len(people) - len(empty)
+        remaining = {a.person_id for i, a in assigned.items() if i in current}
+        report.persons = len((remaining | changed) - set(empty))
         report.seconds = time.monotonic() - started
         return report
 
-    def _place(self, items: Items, people: dict[int, PersonRow],
+    def _place(self, items: Items, people: _People,
                assigned: dict[str, AssignmentRow], report: ClusterReport) -> set[int]:
         """Join new items to existing persons, cluster the rest into new persons."""
         threshold = self.threshold
@@ -203,6 +217,8 @@ class PeopleBook:
         neighbour_ids = {j for hits in lists for j, _ in hits} - set(items.ids)
         person_of = {a.item_id: a.person_id for a in assigned.values()
                      if a.item_id in neighbour_ids}
+        if self.method == "centroid":
+            people.fetch(set(person_of.values()))
         chosen: list[int | None] = []
         for v, hits in zip(items.vectors, lists, strict=True):
             chosen.append(self._join(v, hits, person_of, people, threshold))
@@ -213,7 +229,7 @@ class PeopleBook:
             sub_lists = [[(j, s) for j, s in lists[i] if j in set(sub.ids)] for i in rest]
             labels = cluster.run(self.method, graph_from_lists(sub.ids, sub_lists, self.k),
                                  threshold, vectors=sub.vectors)
-            start = next_id(people)
+            start = people.next_id()
             for i, label in zip(rest, labels.tolist(), strict=True):
                 chosen[i] = start + int(label)
             report.created = int(labels.max()) + 1
@@ -224,6 +240,7 @@ class PeopleBook:
             rows.append(AssignmentRow(item_id=items.ids[i], person_id=pid,
                                       media_id=items.media[i], kind=items.kinds[i]))
             changed.add(pid)
+        people.fetch(changed)
         for pid in changed:
             members = [i for i, p in enumerate(chosen) if p == pid]
             old = people.get(pid)
@@ -238,7 +255,7 @@ class PeopleBook:
         return changed
 
     def _join(self, vector: np.ndarray, hits: list[tuple[str, float]],
-              person_of: dict[str, int], people: dict[int, PersonRow],
+              person_of: dict[str, int], people: _People,
               threshold: float) -> int | None:
         """The existing person a new item joins, or None."""
         if self.method != "centroid":  # one Chinese-whispers step: neighbours vote
@@ -477,6 +494,26 @@ class PeopleBook:
         self.rows.put_persons([row])
         self.rows.flush()
         return self.person(new_id)
+
+
+class _People(dict):
+    """Person rows by id, fetched from the database only when asked for."""
+
+    def __init__(self, rows: PeopleCollections, highest: int) -> None:
+        super().__init__()
+        self.rows, self.highest = rows, highest
+
+    def fetch(self, ids: set[int]) -> None:
+        missing = [i for i in ids if i not in self]
+        for p in self.rows.persons_by_id(missing):
+            self[p.person_id] = p
+
+    def __setitem__(self, pid: int, row: PersonRow) -> None:
+        super().__setitem__(pid, row)
+        self.highest = max(self.highest, pid)
+
+    def next_id(self) -> int:
+        return self.highest + 1
 
 
 def _link(a: str, b: str, kind: str) -> LinkRow:

@@ -81,6 +81,17 @@ class PeopleCollections:
                                    output_fields=PERSONS.names)
         return PERSONS.from_db(rows[0]) if rows else None
 
+    def persons_by_id(self, person_ids: Sequence[int]) -> list[PersonRow]:
+        if not self.exists() or not person_ids:
+            return []
+        out = []
+        with database_errors(self.store.uri):
+            for chunk in _chunks(sorted({int(p) for p in person_ids}), 1000):
+                rows = self.client.get(self.names["persons"], ids=chunk, **READ,
+                                       output_fields=PERSONS.names)
+                out += [PERSONS.from_db(r) for r in rows]
+        return out
+
     def assignments(self) -> list[AssignmentRow]:
         return [ASSIGNMENTS.from_db(r) for r in self._all(ASSIGNMENTS)]
 
