@@ -201,3 +201,62 @@ def test_pick_from_collection(page, server):
     page.locator("#collection-grid button").first.click()
     _until(page, "() => document.querySelectorAll('#results .hit').length > 0")
     assert set(_result_labels(page)[:3]) == {"Tony_Blair"}
+
+
+def _person_card(page, name: str):
+    return page.locator(f'#people-grid .person[data-name="{name}"]')
+
+
+def test_people_page_rename_merge_and_not_this_person(page, server):
+    """The People page: persons with their representative faces and counts; open one,
+    rename it inline, take a face out; merge two persons; a taken name shows an error."""
+    page.goto(server)
+    page.click("#tab-people")
+    _until(page, "() => document.querySelectorAll('#people-grid .person img').length > 3",
+           timeout=120)
+    assert not page.locator("#search-page").is_visible()
+    powell = _person_card(page, "Colin_Powell")
+    assert powell.count() == 1 and "faces" in powell.inner_text()
+    # the seeded name is shown with spaces and marked as coming from a label
+    assert "Colin Powell" in powell.inner_text()
+    _until(page, "() => [...document.querySelectorAll('#people-grid .person img')]"
+                 ".every(i => i.complete && i.naturalWidth > 0)")
+    _screenshot_people(page, "web_people.png")
+    powell.locator("img").click()
+    page.locator("#person-view").wait_for(state="visible")
+    _until(page, "() => document.querySelectorAll('#person-items .person-item').length >= 8")
+    before = page.locator("#person-items .person-item").count()
+    page.fill("#person-name", "General Powell")
+    page.click("#person-rename button[type=submit]")
+    _until(page, "() => document.querySelector('#person-title').textContent"
+                 ".startsWith('General Powell')")
+    # Not this person: the last (least typical) face leaves.
+    page.locator("#person-items .person-item .not-them").last.click()
+    _until(page, f"() => document.querySelectorAll('#person-items .person-item').length "
+                 f"== {before - 1}")
+    # A name another person holds is refused, with the reason.
+    page.fill("#person-name", "Tony Blair")
+    page.click("#person-rename button[type=submit]")
+    page.locator("#people-error").wait_for(state="visible")
+    assert "already" in page.locator("#people-error").inner_text()
+    page.click("#person-back")
+    page.locator("#people-grid").wait_for(state="visible")
+    _until(page, "() => document.querySelectorAll('#people-grid .person').length > 3")
+    # Merge two persons: the grid shrinks by one and the kept one holds both.
+    cards = page.locator("#people-grid .person")
+    n = cards.count()
+    small = [cards.nth(i) for i in range(n - 2, n)]
+    faces = [int(c.inner_text().split(" faces")[0].split()[-1]) for c in small]
+    for c in small:
+        c.locator(".pick").check()
+    page.click("#people-merge")
+    _until(page, f"() => document.querySelectorAll('#people-grid .person').length == {n - 1}")
+    body = page.evaluate("async () => (await (await fetch('/api/people?limit=500')).json())")
+    assert any(p["faces"] == sum(faces) for p in body["people"])
+
+
+def _screenshot_people(page, name: str) -> None:
+    shots = os.environ.get("REVSEARCH_SCREENSHOTS")
+    if shots:
+        Path(shots).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(shots) / name), full_page=False)

@@ -22,6 +22,7 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,15 @@ from revsearch.faces.detect import Face
 from revsearch.faces.pipeline import Pipeline, VideoAnalysis
 from revsearch.ingest import IngestReport, run_ingest
 from revsearch.listing import MediaItem, get_media, list_media
+from revsearch.people import (
+    DEFAULT_METHOD,
+    ClusterReport,
+    PeopleBook,
+    Person,
+    PersonSearch,
+    annotate_persons,
+    person_media,
+)
 from revsearch.query import Query, Source, load
 from revsearch.search import (
     QueryFace,
@@ -63,6 +73,7 @@ class RevSearch:
         self._collection: SpaceCollections | None = None
         self._threshold: tuple[float | None] | None = None
         self._checked = False
+        self._book: PeopleBook | None = None
 
     # -- lifecycle -----------------------------------------------------------------
     def close(self) -> None:
@@ -98,8 +109,15 @@ class RevSearch:
         'none'. `sync=True` also forgets files under `paths` that no longer exist.
         Files that cannot be indexed are listed in the returned report and its log.
         """
-        return run_ingest(paths, self.collection, self.settings, labels=labels, sync=sync,
-                          report_path=report, pipeline=self._pipeline)
+        result = run_ingest(paths, self.collection, self.settings, labels=labels, sync=sync,
+                            report_path=report, pipeline=self._pipeline)
+        # New faces join persons (or form new ones) once the index has persons at all;
+        # an index never grouped into persons pays nothing here.
+        if result.indexed or result.removed:
+            book = self.book
+            if book.clustered():
+                result.people = asdict(book.update())
+        return result
 
     def query(self, source: Source, *, colour: str = "bgr", name: str | None = None) -> Query:
         """Decode a photo or video once and find its faces (or face tracks), for any
@@ -209,14 +227,68 @@ class RevSearch:
         with self._as_query(query) as q:
             exclude = "" if include_query else q.digest
             if q.kind == "video":
-                return search_tracks(self.collection, self.pipeline, self._tracks(q), k=k,
-                                     track=track, all_tracks=all_tracks, target=target,
-                                     exclude_hash=exclude, threshold=self.threshold(),
-                                     query_name=q.name)
-            return search_faces(self.collection, self.pipeline, q.image, k=k, face=face,
-                                all_faces=all_faces, target=target, exclude_hash=exclude,
-                                threshold=self.threshold(), query_name=q.name,
-                                detected=self._detected(q))
+                results = search_tracks(self.collection, self.pipeline, self._tracks(q),
+                                        k=k, track=track, all_tracks=all_tracks,
+                                        target=target, exclude_hash=exclude,
+                                        threshold=self.threshold(), query_name=q.name)
+            else:
+                results = search_faces(self.collection, self.pipeline, q.image, k=k,
+                                       face=face, all_faces=all_faces, target=target,
+                                       exclude_hash=exclude, threshold=self.threshold(),
+                                       query_name=q.name, detected=self._detected(q))
+        annotate_persons(self.book, results)
+        return results
+
+    # -- people ------------------------------------------------------------------------
+    @property
+    def book(self) -> PeopleBook:
+        """The persons of this index (`revsearch.people`), with the method and threshold
+        the settings name."""
+        if self._book is None:
+            self._book = PeopleBook(self.collection,
+                                    self.settings.people_method or DEFAULT_METHOD,
+                                    self.settings.people_threshold)
+        return self._book
+
+    def cluster(self, recluster: bool = False) -> ClusterReport:
+        """Group faces and face tracks into persons: the first call clusters all of them,
+        later ones place only what was added since (`recluster=True` redoes it from
+        scratch, keeping ids, names and feedback where persons match)."""
+        self.check()
+        return self.book.recluster() if recluster else self.book.update()
+
+    def people(self, *, recluster: bool = False, paths: bool = False) -> list[Person]:
+        """Every person (a cluster of faces and face tracks), the largest first: its
+        id, name, counts of faces and media, representative face; `paths` adds the
+        paths of its photos and videos. Clusters first when needed (see `cluster`)."""
+        self.cluster(recluster)
+        return self.book.persons(with_paths=paths)
+
+    def person(self, ref: int | str) -> Person:
+        """One person by id or name, with each face and track (most typical first).
+        Raises NotFoundError for an unknown id or name."""
+        return self.book.person(ref)
+
+    def name_person(self, ref: int | str, name: str) -> Person:
+        """Name a person; the name survives new photos and re-clustering."""
+        return self.book.name(ref, name)
+
+    def merge_people(self, into: int | str, other: int | str) -> Person:
+        """Merge person `other` into `into` (remembered through re-clustering)."""
+        return self.book.merge(into, other)
+
+    def remove_face(self, item_id: str) -> Person:
+        """"Not this person": move a face (a `face_id`, or a track's `<video_id>_NNNN`)
+        out of its person into one of its own, and keep it apart from that person
+        through re-clustering. Returns the face's new person."""
+        return self.book.remove_item(item_id)
+
+    def search_person(self, ref: int | str, k: int | None = None,
+                      target: str = "all") -> PersonSearch:
+        """The photos and videos of a named (or numbered) person, most typical first:
+        each with the person's face in it (or track) and its similarity to the
+        person's mean."""
+        return person_media(self.book, ref, k, target)
 
     # -- the collection --------------------------------------------------------------
     def media(self, offset: int = 0, limit: int = 50, label: str = "") -> list[MediaItem]:
@@ -253,6 +325,8 @@ class RevSearch:
                 if any(root in Path(row["path"]).parents for root in folders):
                     gone[row["image_id"]] = row
         self.collection.remove(list(gone))
+        if gone and self.book.clustered():
+            self.book.update()  # the removed faces leave their persons
         return sum(int(row["n_faces"]) + 1 for row in gone.values())
 
     def check(self) -> None:
@@ -331,6 +405,7 @@ def migrate(source: str, target: str, spaces: Sequence[str] | None = None) -> di
     is safe; the copy is checked by counting. Stop ingests into `source` first."""
     from revsearch.errors import DatabaseError
     from revsearch.store import copy_space
+    from revsearch.store.people import PeopleCollections, copy_people
 
     settings = load_settings()
     registry = Registry(settings.home)
@@ -351,6 +426,10 @@ def migrate(source: str, target: str, spaces: Sequence[str] | None = None) -> di
             if held != copied[key]:
                 raise DatabaseError(f"after copying {key}, {target} holds {held} rows, "
                                     f"not {copied[key]}: it had other rows already?")
+            # The persons, names and feedback of the people view, when it was used.
+            people = copy_people(PeopleCollections(src, key, s.dim),
+                                 PeopleCollections(dst, key, s.dim))
+            copied[key]["persons"] = people["persons"]
     return copied
 
 

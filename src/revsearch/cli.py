@@ -104,8 +104,12 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    if args.person is not None:
+        return _search_person(args)
+    if args.query is None:
+        raise RevsearchError("search: give a QUERY photo or video, or --person NAME")
     with api.connect(**_settings(args)) as rs:
-        results = rs.search(args.query, args.k, face=args.face, all_faces=args.all_faces,
+        results = rs.search(args.query, args.k or 10, face=args.face, all_faces=args.all_faces,
                             track=args.track, all_tracks=args.all_tracks, target=args.target,
                             include_query=args.include_query)
     if args.json:
@@ -128,13 +132,95 @@ def cmd_search(args: argparse.Namespace) -> int:
                   f"{t.frames} frames) ({note})")
         else:
             print(f"query {result.query} face {f.index} box {f.box} ({note})")
+        if result.person_id is not None:
+            print(f"  the query's face is person {result.person_id}"
+                  + (f": {result.person}" if result.person else " (unnamed)"))
         for h in result.hits:
             verdict = {True: "match", False: "no match", None: "?"}[h.match]
             label = f"  [{h.label}]" if h.label else ""
+            if h.person_id is not None:
+                label += f"  (person {h.person_id}{': ' + h.person if h.person else ''})"
             where = (f"track {h.face_index} at {h.start:.1f}-{h.end:.1f} s (frame {h.frame})"
                      if h.media_type == "video" else f"face {h.face_index}")
             print(f"{h.rank:3d}  {h.similarity:6.3f}  {verdict:8s}  {h.path}  "
                   f"{where} box {[round(v) for v in h.box]}{label}")
+    return 0
+
+
+def _search_person(args: argparse.Namespace) -> int:
+    if args.query is not None:
+        raise RevsearchError("search: give either a QUERY or --person NAME, not both")
+    with api.connect(**_settings(args)) as rs:
+        found = rs.search_person(args.person, k=args.k,
+                                 target=args.target)
+    if args.json:
+        print(json.dumps(asdict(found), indent=2))
+        return 0
+    p = found.person
+    print(f"person {p.person_id}{': ' + p.name if p.name else ''}: {p.faces} faces and "
+          f"tracks in {p.media} files (similarity to the person's mean)")
+    for h in found.hits:
+        where = f"track {h.face_index}" if h.media_type == "video" else f"face {h.face_index}"
+        label = f"  [{h.label}]" if h.label else ""
+        print(f"{h.rank:3d}  {h.similarity:6.3f}  {h.path}  {where}{label}")
+    return 0
+
+
+def _person_line(p) -> str:
+    name = p.name + (" (from labels)" if p.name_source == "label" else "") if p.name \
+        else "(unnamed)"
+    cover = f"  e.g. {p.cover.path} {'track' if p.cover.kind == 'track' else 'face'} " \
+            f"{p.cover.index}" if p.cover and p.cover.path else ""
+    return f"{p.person_id:6d}  {name}: {p.faces} faces, {p.media} files{cover}"
+
+
+def cmd_people(args: argparse.Namespace) -> int:
+    with api.connect(**_settings(args)) as rs:
+        action, rest = args.action, args.args
+        need = {"list": 0, "show": 1, "name": 2, "merge": 2, "remove-face": 1}[action]
+        if len(rest) != need:
+            usage = {"list": "people [list]", "show": "people show ID|NAME",
+                     "name": 'people name ID "Name"', "merge": "people merge INTO OTHER",
+                     "remove-face": "people remove-face FACE_ID"}[action]
+            raise RevsearchError(f"usage: revsearch {usage}")
+        if action == "list":
+            report = rs.cluster(recluster=args.recluster)
+            people = rs.book.persons(with_paths=args.json)
+            if args.json:
+                print(json.dumps([asdict(p) for p in people], indent=2))
+                return 0
+            named = sum(1 for p in people if p.name)
+            what = f"{report.new} new faces and tracks placed" if report.new else \
+                f"{report.items} faces and tracks clustered" if report.items else "no change"
+            print(f"{len(people)} persons ({named} named); {what} ({report.method} at "
+                  f"{report.threshold:.3f}; {report.seconds:.1f} s)")
+            shown = people if args.all else [p for p in people if p.faces > 1 or p.name]
+            for p in shown[:args.limit or None]:
+                print(_person_line(p))
+            hidden = len(people) - len(shown[:args.limit or None])
+            if hidden:
+                print(f"... and {hidden} more (--all shows single-face persons, --limit 0 "
+                      f"all lines, --json everything)")
+            return 0
+        if action == "show":
+            person = rs.person(rest[0])
+        elif action == "name":
+            person = rs.name_person(rest[0], rest[1])
+        elif action == "merge":
+            person = rs.merge_people(rest[0], rest[1])
+        else:
+            person = rs.remove_face(rest[0])
+    if args.json:
+        print(json.dumps(asdict(person), indent=2))
+        return 0
+    if action == "remove-face":
+        print(f"moved {rest[0]} to a person of its own:")
+    print(_person_line(person))
+    for item in person.items or []:
+        what = "track" if item.kind == "track" else "face"
+        sim = f"{item.similarity:6.3f}" if item.similarity is not None else "     ?"
+        label = f"  [{item.label}]" if item.label else ""
+        print(f"  {sim}  {item.path}  {what} {item.index}  id {item.item_id}{label}")
     return 0
 
 
@@ -221,6 +307,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     lfw = Path(args.lfw) if args.lfw else default_lfw_root()
     out = Path(args.out)
     command = "revsearch " + " ".join(sys.argv[1:])
+    if args.task == "people":
+        from revsearch.eval import people
+        from revsearch.eval.datasets import default_ytf_root
+        from revsearch.spaces import space_for
+
+        ytf = Path(args.ytf) if args.ytf else default_ytf_root()
+        ytf_db = str(settings.home / "eval" / f"ytf_{space_for(settings).key}.db")
+        people.run(lfw, ytf if ytf.is_dir() else None, settings, out, _eval_db(settings),
+                   ytf_db, command)
+        print((out / "people_lfw.md").read_text())
+        return 0
     if args.task == "ytf":
         from revsearch.eval import ytf as evaluate_video
         from revsearch.eval.datasets import default_ytf_root
@@ -257,8 +354,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     copied = api.migrate(args.source, args.target, args.space or None)
     for key, counts in copied.items():
+        persons = f", {counts['persons']} persons" if counts.get("persons") else ""
         print(f"{key}: copied {counts['images']} files, {counts['faces']} faces, "
-              f"{counts['tracks']} track descriptors to {args.target}")
+              f"{counts['tracks']} track descriptors{persons} to {args.target}")
     return 0
 
 
@@ -333,8 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search",
                        help="find images and videos of the person in QUERY (photo or video)")
-    p.add_argument("query", help="an image, a video file or a frame folder")
-    p.add_argument("-k", type=int, default=10, help="number of results to return")
+    p.add_argument("query", nargs="?", help="an image, a video file or a frame folder")
+    p.add_argument("--person", metavar="NAME",
+                   help="the media of a person (a name or id, see `revsearch people`)")
+    p.add_argument("-k", type=int, default=None,
+                   help="number of results to return (default 10; --person: all)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--face", type=int, help="photo: search for face I (see `revsearch faces`)")
     g.add_argument("--all-faces", action="store_true", help="photo: search for every face")
@@ -346,6 +447,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the query file itself in the results if it is indexed")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("people",
+                       help="group the indexed faces into persons; name, merge, correct them")
+    p.add_argument("action", nargs="?", default="list",
+                   choices=["list", "show", "name", "merge", "remove-face"],
+                   help="list (default), show ID|NAME, name ID NAME, merge INTO OTHER, "
+                        "remove-face FACE_ID (not this person)")
+    p.add_argument("args", nargs="*", help="the action's arguments")
+    p.add_argument("--recluster", action="store_true",
+                   help="cluster every face again (ids, names and feedback are kept)")
+    p.add_argument("--all", action="store_true", help="list persons with one face too")
+    p.add_argument("--limit", type=int, default=50, help="list at most N lines (0: all)")
+    p.add_argument("--json", action="store_true",
+                   help="every person with the paths of its media")
+    p.set_defaults(func=cmd_people)
 
     p = sub.add_parser("faces",
                        help="list the faces in an image, or the face tracks of a video")
@@ -410,10 +526,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("eval", help="measure a pipeline on LFW or YTF")
-    p.add_argument("task", choices=["lfw", "ytf", "occlusion", "ann"],
+    p.add_argument("task", choices=["lfw", "ytf", "occlusion", "ann", "people"],
                    help="lfw: retrieval + verification; ytf: video retrieval per "
                         "aggregation; occlusion: occluded LFW queries; ann: Milvus "
-                        "index types")
+                        "index types; people: clustering faces into persons (LFW, YTF)")
     p.add_argument("--lfw", help="LFW folder with lfw-deepfunneled/ and pairs.txt")
     p.add_argument("--ytf", help="YouTube Faces folder with aligned_images_DB/, splits.txt")
     p.add_argument("--people", type=int, default=0, help="ytf: first N people only (0: all)")

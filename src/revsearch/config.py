@@ -25,7 +25,8 @@ ENV_PREFIX = "REVSEARCH_"
 INDEXING = ("index", "serve")  # add files to an index
 QUERYING = ("search", "faces", "verify", "serve")  # analyse a query photo or video
 MEASURING = ("calibrate", "eval")  # run a pipeline over a benchmark
-OPENING = ("index", "search", "faces", "verify", "remove", "serve", "stats")  # open a database
+# open a database
+OPENING = ("index", "search", "faces", "verify", "remove", "serve", "stats", "people")
 MODEL = (*OPENING, *MEASURING)  # pick the embedding space or its models
 ANALYSING = (*INDEXING, *QUERYING, *MEASURING)  # run detection and embedding
 
@@ -37,6 +38,7 @@ GROUPS = {
     "video": "video sampling and face tracks",
     "ingest": "ingest",
     "search": "search",
+    "people": "people (grouping faces into persons)",
     "limits": "input limits",
     "server": "server",
 }
@@ -84,6 +86,12 @@ def _runtimes() -> tuple[str, ...]:
     from revsearch.faces.embed import RUNTIMES
 
     return RUNTIMES
+
+
+def _clustering() -> tuple[str, ...]:
+    from revsearch.people.cluster import METHODS
+
+    return tuple(METHODS)
 
 
 def _aggregations() -> tuple[str, ...]:
@@ -183,6 +191,17 @@ class Settings:
     search_ef: int = field(default=0, metadata=about(
         "search", ("search", "serve"), "server: HNSW search width",
         shown_default="max(64, 2k)"))
+
+    # Grouping faces into persons (revsearch.people; docs/results/people_lfw.md compares
+    # the methods). The threshold is a similarity for that method, not the match one.
+    people_method: str = field(default="", metadata=about(
+        "people", ("people", "index", "remove", "search", "serve"),
+        "how faces are grouped into persons", choices=_clustering,
+        shown_default="centroid"))
+    people_threshold: float | None = field(default=None, metadata=about(
+        "people", ("people", "index", "remove", "search", "serve"),
+        "clustering threshold (cosine) of --people-method",
+        shown_default="chosen per space on LFW development people"))
 
     # Decoding refuses larger inputs: decompression bombs and runaway files.
     max_pixels: int = field(default=100_000_000, metadata=about(

@@ -54,3 +54,10 @@ class NotFoundError(RevsearchError, KeyError):
     def __str__(self) -> str:
         # KeyError quotes its argument ("'no such media'"); the message is for people.
         return str(self.args[0]) if self.args else ""
+
+
+class PeopleError(RevsearchError, ValueError):
+    """A people command that cannot be done as asked (a name taken, a merge of a person
+    with itself, ...); nothing was changed."""
+
+    exit_code = 9

@@ -67,6 +67,8 @@ class Hit:
     start: float | None = None
     end: float | None = None
     frame: int | None = None
+    person_id: int | None = None  # the person its face belongs to (`revsearch people`)
+    person: str = ""  # that person's name, if named
 
 
 @dataclass
@@ -76,6 +78,9 @@ class SearchResult:
     threshold: float | None
     hits: list[Hit]
     track: QueryTrack | None = None  # set when the query is a video
+    # The person the query's face is: the top hit's, when that hit is a match.
+    person_id: int | None = None
+    person: str = ""
 
 
 @dataclass

@@ -114,3 +114,39 @@ def tar_at_far(scores: np.ndarray, same: np.ndarray, far: float) -> dict:
     scores, same = np.asarray(scores, np.float64), np.asarray(same, bool)
     t = threshold_at_far(scores[~same], far)
     return {"threshold": t, **rates(scores[same], scores[~same], t)}
+
+
+def _contingency(clusters: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Counts per (cluster, true class) cell, per cluster and per class."""
+    _, c = np.unique(np.asarray(clusters), return_inverse=True)
+    _, t = np.unique(np.asarray(truth), return_inverse=True)
+    _, cell = np.unique(c * (t.max() + 1) + t, return_inverse=True)
+    n_cell = np.bincount(cell)
+    return n_cell, np.bincount(c), np.bincount(t), c, t, cell
+
+
+def clustering_scores(clusters: np.ndarray, truth: np.ndarray) -> dict:
+    """BCubed and pairwise precision, recall and F1 of a clustering against the true
+    identities, and the numbers of clusters and classes.
+
+    BCubed averages over items: precision is the share of an item's cluster that has its
+    identity, recall the share of its identity in its cluster. Pairwise counts pairs of
+    items put together (precision) among pairs that should be (recall), so large
+    identities weigh quadratically.
+    """
+    n_cell, n_c, n_t, c, t, cell = _contingency(clusters, truth)
+    n = len(c)
+    per_item = n_cell[cell]
+    bp = float(np.mean(per_item / n_c[c]))
+    br = float(np.mean(per_item / n_t[t]))
+    pairs = lambda x: (x * (x - 1) / 2.0).sum()  # noqa: E731
+    tp, pp, tt = pairs(n_cell), pairs(n_c), pairs(n_t)
+    pp_, pr_ = (tp / pp if pp else 1.0), (tp / tt if tt else 1.0)
+    return {"items": n, "clusters": len(n_c), "classes": len(n_t),
+            "bcubed_precision": bp, "bcubed_recall": br, "bcubed_f": _f(bp, br),
+            "pairwise_precision": float(pp_), "pairwise_recall": float(pr_),
+            "pairwise_f": _f(pp_, pr_)}
+
+
+def _f(p: float, r: float) -> float:
+    return float(2 * p * r / (p + r)) if p + r else 0.0

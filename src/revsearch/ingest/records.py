@@ -62,6 +62,9 @@ class IngestReport:
     problems: list[Problem] = field(default_factory=list)
     seconds: float = 0.0
     log_path: str = ""
+    # What placing the new faces into persons did, when the index has persons
+    # (`revsearch.people.book.ClusterReport` as a dict); None otherwise.
+    people: dict | None = None
 
     def summary(self) -> str:
         rate = self.indexed / self.seconds if self.seconds > 0 else 0.0
@@ -75,6 +78,10 @@ class IngestReport:
         lines += [f"  skipped {p.path}: {p.reason}" for p in self.problems[:50]]
         if len(self.problems) > 50:
             lines.append(f"  ... and {len(self.problems) - 50} more")
+        if self.people:
+            p = self.people
+            lines.append(f"people: {p['new']} new faces or tracks, {p['joined']} joined "
+                         f"known persons, {p['created']} new persons; {p['seconds']:.2f} s")
         if self.log_path:
             lines.append(f"report: {self.log_path}")
         return "\n".join(lines)

@@ -13,6 +13,10 @@ Endpoints (OpenAPI docs at /docs, Swagger UI served by this app itself, so offli
 - `GET /api/media/{id}`, `GET /api/thumb/{id}`: indexed files and thumbnails, looked up
   by id in the index (never by a path from the client).
 - `GET /api/collection`: a page of indexed files; `GET /api/stats`.
+- `GET /api/people`: the persons (faces grouped by `revsearch.people`, clustered on
+  first use); `GET /api/people/{id}`: one with its faces; `POST /api/people/cluster`
+  (place new faces, or `recluster`); `POST /api/people/{id}/name`, `.../merge`
+  (`other`), `POST /api/people/remove-face` (`item`): feedback, kept across runs.
 
 Safety: binds 127.0.0.1 unless told otherwise; uploads over `max_upload_bytes` get 413
 (checked on the declared length and on the bytes actually received); uploads that are
@@ -31,16 +35,27 @@ from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFi
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from revsearch.config import Settings, load_settings
-from revsearch.errors import DatabaseError, MediaError, NoFaceError, NotFoundError
+from revsearch.errors import (
+    DatabaseError,
+    MediaError,
+    NoFaceError,
+    NotFoundError,
+    PeopleError,
+)
 from revsearch.query import Query as SearchQuery
 from revsearch.serve.middleware import LimitUploads, security_headers
 from revsearch.serve.models import (
+    ClusterOut,
     CollectionOut,
     IndexOut,
+    PeopleOut,
+    PersonOut,
     QueryOut,
     SearchOut,
     StatsOut,
+    cluster_out,
     media_out,
+    person_out,
     query_out,
     result_out,
 )
@@ -68,7 +83,7 @@ def create_app(settings: Settings | None = None, **overrides: object):
     app.middleware("http")(security_headers)
 
     errors = {NotFoundError: 404, UnsupportedType: 415, NoFaceError: 422, MediaError: 400,
-              DatabaseError: 503, ValueError: 400}
+              DatabaseError: 503, PeopleError: 409, ValueError: 400}
 
     for exc_type, status in errors.items():
         def handler(_request: Request, exc: Exception, status: int = status) -> JSONResponse:
@@ -155,6 +170,33 @@ def create_app(settings: Settings | None = None, **overrides: object):
     @app.get("/api/stats", summary="What the index holds, and with which model")
     def get_stats() -> StatsOut:
         return StatsOut(**service.face.stats(), max_upload_bytes=settings.max_upload_bytes)
+
+    @app.get("/api/people", summary="The persons, the largest first (clusters if needed)")
+    def get_people(offset: int = 0, limit: int = 60, singles: bool = False) -> PeopleOut:
+        people = service.people()
+        shown = people if singles else [p for p in people if p.faces > 1 or p.name]
+        page = shown[max(0, offset):max(0, offset) + max(1, min(limit, 500))]
+        return PeopleOut(people=[person_out(p) for p in page], total=len(shown))
+
+    @app.post("/api/people/cluster", summary="Place new faces into persons, or recluster")
+    def post_cluster(recluster: bool = Form(False)) -> ClusterOut:
+        return cluster_out(service.cluster(recluster))
+
+    @app.post("/api/people/remove-face", summary="Not this person: move a face out")
+    def post_remove_face(item: str = Form(...)) -> PersonOut:
+        return person_out(service.people_verb("remove_face", item))
+
+    @app.get("/api/people/{ref}", summary="A person (by id or name) and its faces")
+    def get_person(ref: str) -> PersonOut:
+        return person_out(service.face.person(ref))
+
+    @app.post("/api/people/{ref}/name", summary="Name a person")
+    def post_name(ref: str, name: str = Form(...)) -> PersonOut:
+        return person_out(service.people_verb("name_person", ref, name))
+
+    @app.post("/api/people/{ref}/merge", summary="Merge person `other` into this one")
+    def post_merge(ref: str, other: str = Form(...)) -> PersonOut:
+        return person_out(service.people_verb("merge_people", ref, other))
 
     @app.get("/docs", include_in_schema=False)
     def api_docs():

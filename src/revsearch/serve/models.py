@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from revsearch.listing import MediaItem
+from revsearch.people import ClusterReport, Person, PersonItem
 from revsearch.query import Query
 from revsearch.search import SearchResult
 
@@ -83,6 +84,8 @@ class HitOut(BaseModel):
     start: float | None = Field(description="video: seconds where the person is seen")
     end: float | None
     frame: int | None = Field(description="video: the thumbnail frame")
+    person_id: int | None = Field(None, description="the person of its face, if clustered")
+    person: str = Field("", description="that person's name, if named")
     media_url: str
     thumb_url: str
 
@@ -95,6 +98,9 @@ class ResultOut(BaseModel):
     threshold: float | None
     hits: list[HitOut]
     track: TrackOut | None
+    person_id: int | None = Field(None, description="the query face's person: the top "
+                                  "hit's, when it is a match")
+    person: str = ""
 
 
 class SearchOut(BaseModel):
@@ -186,7 +192,8 @@ def result_out(result: SearchResult) -> ResultOut:
                            thumb_url=f"/api/thumb/{hit.image_id}?{number}"))
     return ResultOut(query=result.query, face=FaceOut(**asdict(result.face)),
                      threshold=result.threshold, hits=hits,
-                     track=TrackOut(**asdict(result.track)) if result.track else None)
+                     track=TrackOut(**asdict(result.track)) if result.track else None,
+                     person_id=result.person_id, person=result.person)
 
 
 def media_out(item: MediaItem) -> MediaOut:
@@ -194,3 +201,68 @@ def media_out(item: MediaItem) -> MediaOut:
     track = "?track=0" if item.media_type == "video" else ""
     return MediaOut(**fields, name=Path(item.path).name,
                     thumb_url=f"/api/thumb/{item.image_id}{track}")
+
+
+class PersonItemOut(BaseModel):
+    """A face (in a photo) or face track (in a video) of a person."""
+
+    item_id: str = Field(description="the face id, or `<video_id>_NNNN` for a track")
+    kind: Literal["face", "track"]
+    media_id: str
+    index: int = Field(description="the face's number in its photo, or the track's")
+    path: str
+    label: str
+    box: list[float]
+    similarity: float | None = Field(description="cosine to the person's mean")
+    media_url: str
+    thumb_url: str
+
+
+class PersonOut(BaseModel):
+    """A person: a cluster of faces and face tracks, maybe named."""
+
+    person_id: int
+    name: str
+    name_source: Literal["user", "label", ""] = Field(
+        description="user: named by hand; label: seeded from folder labels")
+    faces: int = Field(description="faces and face tracks")
+    media: int = Field(description="photos and videos")
+    cover: PersonItemOut | None = Field(description="the representative face")
+    items: list[PersonItemOut] | None = Field(None, description="GET /api/people/{id} only")
+
+
+class PeopleOut(BaseModel):
+    people: list[PersonOut]
+    total: int = Field(description="persons in all (the list may be a page)")
+
+
+class ClusterOut(BaseModel):
+    """What a clustering run did."""
+
+    method: str
+    threshold: float
+    items: int
+    persons: int
+    new: int
+    joined: int
+    created: int
+    removed: int
+    seconds: float
+
+
+def item_out(item: PersonItem) -> PersonItemOut:
+    number = f"track={item.index}" if item.kind == "track" else f"face={item.index}"
+    return PersonItemOut(**asdict(item), media_url=f"/api/media/{item.media_id}",
+                         thumb_url=f"/api/thumb/{item.media_id}?{number}")
+
+
+def person_out(person: Person) -> PersonOut:
+    return PersonOut(person_id=person.person_id, name=person.name,
+                     name_source=person.name_source, faces=person.faces, media=person.media,
+                     cover=item_out(person.cover) if person.cover else None,
+                     items=None if person.items is None
+                     else [item_out(i) for i in person.items])
+
+
+def cluster_out(report: ClusterReport) -> ClusterOut:
+    return ClusterOut(**asdict(report))

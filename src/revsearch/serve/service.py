@@ -19,6 +19,7 @@ from revsearch.config import Settings
 from revsearch.errors import MediaError, NoFaceError, NotFoundError, RevsearchError
 from revsearch.listing import MediaItem
 from revsearch.media import content_hash, sniff
+from revsearch.people import ClusterReport, Person
 from revsearch.query import Query
 from revsearch.search import QueryFace, SearchResult
 from revsearch.serve.thumbnails import media_thumbnail, query_track_thumbnail
@@ -141,6 +142,20 @@ class Service:
         if query is None or query.kind != "video":
             raise NotFoundError("no such video query (queries are kept for a while only)")
         return query_track_thumbnail(query, track)
+
+    # -- people ----------------------------------------------------------------------
+    def people(self) -> list[Person]:
+        with self._index_lock:  # the first call clusters and writes
+            return self.face.people()
+
+    def cluster(self, recluster: bool) -> ClusterReport:
+        with self._index_lock:
+            return self.face.cluster(recluster)
+
+    def people_verb(self, verb: str, *args: str) -> Person:
+        """name_person, merge_people or remove_face, one writer at a time."""
+        with self._index_lock:
+            return getattr(self.face, verb)(*args)
 
     def index_upload(self, data: bytes, name: str) -> dict:
         kind = sniff(data[:16])

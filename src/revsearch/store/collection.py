@@ -25,7 +25,14 @@ from revsearch.store.schema import (
     TrackRow,
     track_row_id,
 )
-from revsearch.store.search import FACE_SEARCH, TRACK_SEARCH, FaceHit, Kind, Searcher
+from revsearch.store.search import (
+    FACE_SEARCH,
+    TRACK_SEARCH,
+    FaceHit,
+    Kind,
+    Searcher,
+    similarity_of,
+)
 
 if TYPE_CHECKING:
     from revsearch.store.database import Store
@@ -201,6 +208,38 @@ class SpaceCollections:
         fields = [f for f in TRACKS.names if with_embeddings or f != "embedding"]
         yield from self._iterate(self.tracks_name, fields)
 
+    def row_ids(self, kind: str = "faces") -> Iterator[str]:
+        """Every face id (or track descriptor row id): a scan of ids only."""
+        table, name = (FACES, self.faces_name) if kind == "faces" else \
+            (TRACKS, self.tracks_name)
+        for row in self._iterate(name, [table.primary]):
+            yield row[table.primary]
+
+    def faces_by_id(self, face_ids: Sequence[str]) -> list[dict]:
+        """These faces' rows, embeddings included (unknown ids are left out)."""
+        out: list[dict] = []
+        for chunk in _chunks(list(face_ids), 1000):
+            out += [dict(r) for r in self._get(self.faces_name, ids=chunk,
+                                               output_fields=FACES.names)]
+        return out
+
+    def tracks_of(self, video_ids: Sequence[str]) -> list[dict]:
+        """Every track descriptor row of these videos, embeddings included."""
+        out: list[dict] = []
+        for chunk in _chunks(list(video_ids), 500):
+            out += [dict(r) for r in self._query(self.tracks_name,
+                                                 filter=_in_filter("video_id", chunk),
+                                                 output_fields=TRACKS.names)]
+        return out
+
+    def media_by_id(self, media_ids: Sequence[str]) -> list[dict]:
+        """These media rows (unknown ids are left out)."""
+        out: list[dict] = []
+        for chunk in _chunks(list(media_ids), 1000):
+            out += [dict(r) for r in self._get(self.media_name, ids=chunk,
+                                               output_fields=MEDIA.names)]
+        return out
+
     def get_media(self, media_id: str) -> dict | None:
         rows = self._get(self.media_name, ids=[media_id],
                          output_fields=["image_id", "path", "content_hash", "n_faces",
@@ -256,6 +295,25 @@ class SpaceCollections:
         """For each query vector, the k best videos (their best track descriptor each)."""
         with database_errors(self.store.uri):
             return self._searcher(TRACK_SEARCH).search(vectors, k, exclude_hash)
+
+    def neighbours(self, vectors: np.ndarray, k: int, kind: str = "faces",
+                   batch: int = 256) -> list[list[tuple[str, float]]]:
+        """For each vector, its k nearest face rows (or track descriptor rows) as
+        (row id, similarity), best first: many queries per request, for the people
+        graph (`revsearch.people.graph`)."""
+        table = FACES if kind == "faces" else TRACKS
+        name = self.faces_name if kind == "faces" else self.tracks_name
+        params = self.store.backend.search_params(self.metric, self.search_ef, k)
+        out: list[list[tuple[str, float]]] = []
+        with database_errors(self.store.uri):
+            for start in range(0, len(vectors), batch):
+                chunk = np.asarray(vectors[start:start + batch], dtype=np.float32)
+                found = self.client.search(name, **READ, data=chunk.tolist(), limit=k,
+                                           search_params=params, output_fields=[])
+                out.extend([(str(h.get("id", h.get(table.primary))),
+                             similarity_of(float(h["distance"]), self.metric)) for h in hits]
+                           for hits in found)
+        return out
 
     def _searcher(self, kind: Kind) -> Searcher:
         return Searcher(self.client, self.store.backend, kind.table.name(self.key), kind,

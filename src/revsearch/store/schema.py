@@ -11,6 +11,14 @@ so vectors of different models are never compared:
 - `images_<key>`: one `MediaRow` per ingested photo or video, written *after* its faces or
   tracks (`n_faces` counts those rows): the commit marker that makes ingest resumable.
   The name predates video support and stays, so existing databases still open.
+
+Three more hold the people view (`revsearch.people`), created on first use so that
+older databases keep opening:
+
+- `persons_<key>`: one `PersonRow` per person (a cluster of faces and tracks), its name;
+- `assignments_<key>`: one `AssignmentRow` per clustered face or track: its person;
+- `links_<key>`: one `LinkRow` per piece of user feedback kept across re-clustering:
+  "these two are the same person" (a merge) or "not the same person" (a face moved out).
 """
 
 from __future__ import annotations
@@ -88,6 +96,45 @@ class MediaRow:
     height: int = field(metadata=milvus("INT32"))
     n_faces: int = field(metadata=milvus("INT32"))
     label: str = field(default="", metadata=milvus("VARCHAR", max_length=512))
+
+
+@dataclass(kw_only=True)
+class PersonRow:
+    """One person: a cluster of faces and face tracks, maybe named."""
+
+    person_id: int = field(metadata=milvus("INT64", primary=True))
+    name: str = field(default="", metadata=milvus("VARCHAR", max_length=512))
+    # "user" (named by hand, never overwritten) or "label" (seeded from folder labels).
+    name_source: str = field(default="", metadata=milvus("VARCHAR", max_length=16))
+    created: int = field(default=0, metadata=milvus("INT64"))  # unix seconds
+    size: int = field(default=0, metadata=milvus("INT32"))  # faces and tracks
+    cover: str = field(default="", metadata=milvus("VARCHAR", max_length=64))  # an item id
+    # The mean of its members' unit vectors (not normalised): new faces are compared
+    # with it, and updating it for one more member needs only `size`.
+    centroid: np.ndarray = field(metadata=milvus("FLOAT_VECTOR"))
+
+
+@dataclass(kw_only=True)
+class AssignmentRow:
+    """The person of one face (`item_id` = its face id) or video face track (its video
+    id and track number, `<video_id>_<track:04d>`)."""
+
+    item_id: str = field(metadata=milvus("VARCHAR", primary=True, max_length=64))
+    person_id: int = field(metadata=milvus("INT64"))
+    media_id: str = field(metadata=milvus("VARCHAR", max_length=32))
+    kind: str = field(default="face", metadata=milvus("VARCHAR", max_length=8))
+
+
+@dataclass(kw_only=True)
+class LinkRow:
+    """User feedback between two faces or tracks: `kind` "must" (same person) or
+    "cannot" (`a` is not the person of `b`: `a` moves out when they meet)."""
+
+    link_id: str = field(metadata=milvus("VARCHAR", primary=True, max_length=160))
+    a: str = field(metadata=milvus("VARCHAR", max_length=64))
+    b: str = field(metadata=milvus("VARCHAR", max_length=64))
+    kind: str = field(metadata=milvus("VARCHAR", max_length=8))
+    created: int = field(default=0, metadata=milvus("INT64"))
 
 
 def _vector(value: Any) -> list[float]:
@@ -170,7 +217,11 @@ FACES = Table("faces", FaceRow, group="image_id",
               description=json.dumps({"schema": SCHEMA_VERSION}))
 TRACKS = Table("tracks", TrackRow, group="video_id")
 MEDIA = Table("images", MediaRow)
+PERSONS = Table("persons", PersonRow)
+ASSIGNMENTS = Table("assignments", AssignmentRow)
+LINKS = Table("links", LinkRow)
 TABLES = (FACES, TRACKS, MEDIA)
+PEOPLE_TABLES = (PERSONS, ASSIGNMENTS, LINKS)
 
 
 def image_id_for(path: str) -> str:

@@ -29,7 +29,7 @@ class FaceHit:
     media_type: str = "image"
 
 
-def _similarity(distance: float, metric: str) -> float:
+def similarity_of(distance: float, metric: str) -> float:
     # Higher is better everywhere: cosine as is; L2 (Milvus gives it squared) negated.
     return distance if metric != "L2" else -float(np.sqrt(max(distance, 0.0)))
 
@@ -39,7 +39,7 @@ def _face_hit(h: dict, metric: str) -> FaceHit:
     return FaceHit(
         face_id=str(h.get("id", h.get("face_id"))), image_id=e["image_id"], path=e["path"],
         face_index=int(e["face_index"]), box=[float(v) for v in e["box"]],
-        similarity=_similarity(float(h["distance"]), metric), label=e.get("label", ""),
+        similarity=similarity_of(float(h["distance"]), metric), label=e.get("label", ""),
     )
 
 
@@ -48,7 +48,7 @@ def _track_hit(h: dict, metric: str) -> FaceHit:
     return FaceHit(
         face_id=str(h.get("id", h.get("row_id"))), image_id=e["video_id"], path=e["path"],
         face_index=int(e["track_index"]), box=[float(v) for v in e["box"]],
-        similarity=_similarity(float(h["distance"]), metric), label=e.get("label", ""),
+        similarity=similarity_of(float(h["distance"]), metric), label=e.get("label", ""),
         extra={"start": round(float(e["start"]), 3), "end": round(float(e["end"]), 3),
                "frame": int(e["frame"])},
         media_type="video",

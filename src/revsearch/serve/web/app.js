@@ -196,7 +196,8 @@ function renderResults(data) {
     return;
   }
   const who = result.track ? `track ${result.track.index}` : `face ${result.face.index}`;
-  $("results-title").textContent = `Results for ${who}` +
+  const known = result.person ? `, who is ${result.person.replaceAll("_", " ")}` : "";
+  $("results-title").textContent = `Results for ${who}${known}` +
     (result.threshold === null ? " (no match threshold for this pipeline)" :
       ` (match threshold ${result.threshold.toFixed(3)})`);
   for (const h of result.hits) {
@@ -211,7 +212,8 @@ function renderResults(data) {
       `<a href="${h.media_url}" target="_blank" rel="noopener"><img loading="lazy" alt="${name}" src="${h.thumb_url}"></a>` +
       `<div class="meta"><div class="kind">${h.media_type} #${h.rank}</div>` +
       `<div>similarity ${h.similarity.toFixed(3)} <span class="verdict">${verdict}</span></div>` +
-      (h.label ? `<div class="label">${esc(h.label.replaceAll("_", " "))}</div>` : "") + when +
+      (h.label ? `<div class="label">${esc(h.label.replaceAll("_", " "))}</div>` : "") +
+      (h.person ? `<div class="person-of">person: ${esc(h.person.replaceAll("_", " "))}</div>` : "") + when +
       `<div><a href="${h.media_url}" target="_blank" rel="noopener">${name}</a></div></div>`;
     grid.appendChild(card);
   }
@@ -259,4 +261,186 @@ function init() {
   loadStats();
 }
 
+// -- People: the persons the faces were grouped into; rename, merge, correct ------------
+const people = { list: [], selected: new Set(), current: null };
+
+function peopleStatus(text, busy = false) {
+  $("people-status").textContent = text;
+  $("people-status").classList.toggle("busy", busy);
+}
+
+function peopleError(text) {
+  $("people-error").textContent = text;
+  $("people-error").hidden = !text;
+}
+
+function showPage(name) {
+  const onPeople = name === "people";
+  $("people-page").hidden = !onPeople;
+  $("search-page").hidden = onPeople;
+  $("tab-people").classList.toggle("active", onPeople);
+  $("tab-search").classList.toggle("active", !onPeople);
+  $("tab-people").setAttribute("aria-pressed", String(onPeople));
+  $("tab-search").setAttribute("aria-pressed", String(!onPeople));
+  if (onPeople && !people.list.length) loadPeople();
+}
+
+function displayName(p) {
+  return p.name ? p.name.replaceAll("_", " ") : `person ${p.person_id}`;
+}
+
+async function loadPeople() {
+  peopleError("");
+  peopleStatus("Grouping faces into persons…", true);
+  try {
+    const data = await api("/api/people?limit=500");
+    people.list = data.people;
+    people.selected.clear();
+    $("people-count").textContent = `${data.total} persons with two or more faces or a name`;
+    renderPeople();
+  } catch (err) {
+    peopleError(err.message);
+  } finally {
+    peopleStatus("");
+  }
+}
+
+function renderPeople() {
+  const grid = $("people-grid");
+  grid.innerHTML = "";
+  const filter = $("people-filter").value.trim().toLowerCase().replaceAll("_", " ");
+  for (const p of people.list) {
+    if (filter && !displayName(p).toLowerCase().includes(filter)) continue;
+    const card = document.createElement("article");
+    card.className = "person" + (people.selected.has(p.person_id) ? " selected" : "");
+    card.dataset.id = p.person_id;
+    card.dataset.name = p.name;
+    const nameClass = p.name ? (p.name_source === "label" ? "name seeded" : "name") : "name unnamed";
+    const thumb = p.cover ? `<img loading="lazy" alt="${esc(displayName(p))}" src="${p.cover.thumb_url}">` : "";
+    card.innerHTML = thumb +
+      `<div class="meta"><div class="${nameClass}">${esc(displayName(p))}</div>` +
+      `<div>${p.faces} faces, ${p.media} files</div>` +
+      `<label><input type="checkbox" class="pick"> select to merge</label></div>`;
+    const img = card.querySelector("img");
+    if (img) img.onclick = () => openPerson(p.person_id);
+    card.querySelector(".pick").checked = people.selected.has(p.person_id);
+    card.querySelector(".pick").onchange = (e) => {
+      if (e.target.checked) people.selected.add(p.person_id); else people.selected.delete(p.person_id);
+      card.classList.toggle("selected", e.target.checked);
+      $("people-merge").disabled = people.selected.size < 2;
+    };
+    grid.appendChild(card);
+  }
+  $("people-merge").disabled = people.selected.size < 2;
+  if (!grid.children.length) grid.textContent = people.list.length ? "Nobody matches." : "No persons yet: index some photos first.";
+}
+
+async function openPerson(id) {
+  peopleError("");
+  try {
+    const p = await api(`/api/people/${id}`);
+    people.current = p;
+    $("person-view").hidden = false;
+    $("people-grid").hidden = true;
+    $("person-title").textContent = `${displayName(p)}: ${p.faces} faces in ${p.media} files`;
+    $("person-name").value = p.name.replaceAll("_", " ");
+    const grid = $("person-items");
+    grid.innerHTML = "";
+    for (const item of p.items) {
+      const card = document.createElement("article");
+      card.className = "person-item";
+      card.dataset.item = item.item_id;
+      const name = esc(item.path.split("/").pop());
+      card.innerHTML = `<a href="${item.media_url}" target="_blank" rel="noopener">` +
+        `<img loading="lazy" alt="${name}" src="${item.thumb_url}"></a>` +
+        `<div class="meta"><div>${name}</div>` +
+        (item.similarity === null ? "" : `<div>similarity ${item.similarity.toFixed(3)}</div>`) +
+        `<button type="button" class="link not-them">not this person</button></div>`;
+      card.querySelector(".not-them").onclick = () => removeFace(item.item_id);
+      grid.appendChild(card);
+    }
+  } catch (err) {
+    peopleError(err.message);
+  }
+}
+
+function closePerson() {
+  people.current = null;
+  $("person-view").hidden = true;
+  $("people-grid").hidden = false;
+}
+
+async function postForm(path, fields) {
+  const form = new FormData();
+  for (const [k, v] of Object.entries(fields)) form.append(k, v);
+  return api(path, { method: "POST", body: form });
+}
+
+async function renamePerson(event) {
+  event.preventDefault();
+  const p = people.current;
+  if (!p) return;
+  peopleError("");
+  try {
+    await postForm(`/api/people/${p.person_id}/name`, { name: $("person-name").value });
+    await openPerson(p.person_id);
+    await loadPeople();
+  } catch (err) {
+    peopleError(err.message);
+  }
+}
+
+async function mergeSelected() {
+  const ids = [...people.selected];
+  if (ids.length < 2) return;
+  // The largest (or the first named) keeps its id and name; the others join it.
+  const chosen = people.list.filter((p) => ids.includes(p.person_id));
+  chosen.sort((a, b) => (b.name_source === "user") - (a.name_source === "user") || b.faces - a.faces);
+  peopleError("");
+  try {
+    for (const other of chosen.slice(1)) {
+      await postForm(`/api/people/${chosen[0].person_id}/merge`, { other: other.person_id });
+    }
+    await loadPeople();
+  } catch (err) {
+    peopleError(err.message);
+  }
+}
+
+async function removeFace(itemId) {
+  const p = people.current;
+  peopleError("");
+  try {
+    await postForm("/api/people/remove-face", { item: itemId });
+    if (p) await openPerson(p.person_id);
+    people.list = [];
+  } catch (err) {
+    peopleError(err.message);
+  }
+}
+
+async function refreshPeople() {
+  peopleError("");
+  try {
+    peopleStatus("Placing new faces…", true);
+    await postForm("/api/people/cluster", { recluster: "false" });
+  } catch (err) {
+    peopleError(err.message);
+  } finally {
+    peopleStatus("");
+  }
+  await loadPeople();
+}
+
+function initPeople() {
+  $("tab-search").addEventListener("click", () => showPage("search"));
+  $("tab-people").addEventListener("click", () => showPage("people"));
+  $("people-filter").addEventListener("input", () => renderPeople());
+  $("people-merge").addEventListener("click", () => mergeSelected());
+  $("people-refresh").addEventListener("click", () => refreshPeople());
+  $("person-rename").addEventListener("submit", renamePerson);
+  $("person-back").addEventListener("click", () => { closePerson(); if (!people.list.length) loadPeople(); });
+}
+
 init();
+initPeople();
