@@ -118,6 +118,8 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type not in _CHANGES:
             return
+        if event.is_directory and event.event_type == "modified":
+            return  # its entries changed: their own events say which
         self._changed(_text(event.src_path))
         if event.event_type == "moved":
             self._changed(_text(event.dest_path))
