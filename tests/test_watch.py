@@ -373,6 +373,9 @@ def test_cli_index_hands_its_job_to_the_server(served):
     missing = run_cli("index", str(work / "missing"), "--db", server.db, "--home",
                       str(work / "home"))
     assert missing.returncode != 0 and "no such file or folder" in missing.stderr
+    other_space = run_cli("index", str(served["outside"]), "--db", server.db, "--home",
+                          str(work / "home"), "--flip")
+    assert other_space.returncode != 0 and "not sface_flip" in other_space.stderr
     info = json.loads(Path(server.db + ".server.json").read_text())
     assert info["port"] == server.port and info["pid"] == server.proc.pid
     assert os.stat(server.db + ".server.json").st_mode & 0o077 == 0  # owner only

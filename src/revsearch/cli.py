@@ -120,6 +120,13 @@ def _hand_off(args: argparse.Namespace, locked: DatabaseLockedError):
     info = handoff.running_server(settings)
     if info is None:
         raise locked  # no server of ours announced itself: nobody to ask
+    from revsearch.spaces import space_for
+
+    served = handoff.Client(info).call("GET", "/api/stats")["pipeline"]
+    if served != space_for(settings).key:
+        raise RevsearchError(f"the revsearch server at {info.url} holds the database and "
+                             f"indexes into the {served} space, not {space_for(settings).key}"
+                             f": stop it to index with other models")
     print(f"revsearch: the database is held by the revsearch server at {info.url} "
           f"(pid {info.pid}); handing the job to it", file=sys.stderr)
     if args.report:

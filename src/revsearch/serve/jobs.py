@@ -12,7 +12,9 @@ folders, after resolving symlinks, so a link inside them cannot lead out.
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -27,6 +29,11 @@ from revsearch.ingest.records import LABEL_MODES, IngestReport, Problem
 log = logging.getLogger(__name__)
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
+
+# How much less CPU the ingest gets than the searches when both want it: without it the
+# ingest's worker processes take the cores and searches queue behind them
+# (bench/bench_watch.py).
+INGEST_NICE = 10
 
 
 class PathRefused(RevsearchError):
@@ -168,6 +175,7 @@ class Jobs:
             del self._jobs[job_id]
 
     def _loop(self) -> None:
+        _lower_priority(INGEST_NICE)
         while True:
             job = self._queue.get()
             if job is None:
@@ -192,6 +200,19 @@ class Jobs:
         job.finished = time.time()
         log.info("job %s %s: %d/%s files, %d problems", job.id, job.state, job.done,
                  job.total, len(job.problems))
+
+
+def _lower_priority(increment: int) -> None:
+    """Lower this thread's CPU priority, and so that of the worker processes it starts
+    (they inherit it). Linux only: there the nice value belongs to a thread, so the
+    request threads keep theirs; elsewhere it would slow the whole server."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + increment)
+    except OSError as exc:
+        log.warning("could not lower the ingest's priority: %s", exc)
 
 
 @dataclass(frozen=True)
