@@ -14,6 +14,9 @@ from PIL import Image
 import revsearch
 from revsearch.errors import MediaError, NoFaceError, NotFoundError
 
+# Every test here loads the real models (and most an indexed LFW subset).
+pytestmark = pytest.mark.slow
+
 GRID = DATA / "videos" / "grid"
 
 

@@ -90,6 +90,7 @@ def _central_vector(pipeline: Pipeline, image: np.ndarray) -> np.ndarray:
     return pipeline.embedder.embed(image, [faces[central_face(faces, image.shape)]])[0]
 
 
+@pytest.mark.slow
 def test_registered_model_gives_the_builtin_vectors_through_the_generic_path(tmp_path):
     require_data()
     home = tmp_path / "home"
@@ -116,6 +117,7 @@ def test_registered_model_gives_the_builtin_vectors_through_the_generic_path(tmp
         Registry(home).remove("my_sface")
 
 
+@pytest.mark.slow
 def test_registered_file_is_pinned(tmp_path):
     home = tmp_path / "home"
     path = _user_sface(tmp_path)
@@ -127,6 +129,7 @@ def test_registered_file_is_pinned(tmp_path):
         Pipeline(load_settings(home=home, space="pinned"))
 
 
+@pytest.mark.slow
 def test_calibration_fitted_with_other_files_is_not_used(tmp_path):
     home = tmp_path / "home"
     Registry(home).add_onnx("cal", _user_sface(tmp_path), onnx_input=SFACE_INPUT)
@@ -141,6 +144,7 @@ def test_calibration_fitted_with_other_files_is_not_used(tmp_path):
     assert space.calibration(home).threshold == 0.5
 
 
+@pytest.mark.slow
 def test_models_cli_add_list_search_remove(tmp_path, subset_dir):
     """A registered model indexes and searches like a built-in, from the command line."""
     require_data()
@@ -168,3 +172,10 @@ def test_models_cli_add_list_search_remove(tmp_path, subset_dir):
     assert run_cli("models", "remove", "mine", env=env).returncode == 0
     gone = run_cli("search", str(lfw("Tony_Blair", 50)), "--space", "mine", env=env)
     assert gone.returncode == 2 and "no embedding space 'mine'" in gone.stderr
+
+
+def test_the_older_embedder_flag_names_exactly_the_builtin_face_spaces():
+    from revsearch.config import LEGACY_EMBEDDERS
+    from revsearch.spaces.builtin import BUILTIN
+
+    assert set(LEGACY_EMBEDDERS) == {s.name for s in BUILTIN if s.kind == "face"} | {"onnx"}

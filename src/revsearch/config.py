@@ -43,6 +43,10 @@ GROUPS = {
 
 Choices = tuple[str, ...] | Callable[[], Sequence[str]]
 
+# The older way to name a face space (`--space` is the newer): a built-in one by name, or
+# "onnx" for a model file given with --model-path. Fixed: new spaces get only the new way.
+LEGACY_EMBEDDERS = ("sface", "dlib", "sface_dlib", "onnx")
+
 
 @dataclass(frozen=True)
 class Info:
@@ -74,13 +78,6 @@ def _detectors() -> tuple[str, ...]:
     from revsearch.faces.detect import DETECTORS
 
     return tuple(DETECTORS)
-
-
-def _embedders() -> tuple[str, ...]:
-    # The older way to name a space: a built-in face space, or "onnx" with --model-path.
-    from revsearch.spaces.builtin import BUILTIN
-
-    return (*(s.name for s in BUILTIN if s.kind == "face"), "onnx")
 
 
 def _runtimes() -> tuple[str, ...]:
@@ -127,7 +124,7 @@ class Settings:
         choices=("efficientnet_lite0", "onnx")))
     embedder: str = field(default="sface", metadata=about(
         "models", MODEL, "face embedder: sface (fast), sface_dlib (both models fused: more "
-        "accurate, ~4.5x slower ingest), dlib, onnx (--model-path)", choices=_embedders))
+        "accurate, ~4.5x slower ingest), dlib, onnx (--model-path)", choices=LEGACY_EMBEDDERS))
     # Embeds the mirrored face too and averages: a small accuracy gain for twice the cost.
     flip: bool = field(default=False, metadata=about(
         "models", MODEL, "flip test-time augmentation (2x embedding cost)"))
