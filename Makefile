@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 LFW    ?= ../shared/data/lfw/lfw-deepfunneled
 QUERY  ?= $(LFW)/George_W_Bush/George_W_Bush_0001.jpg
 
-.PHONY: venv browser demo test test-fast bench bench-scale bench-video bench-api notebook clean
+.PHONY: venv browser demo test test-fast bench bench-scale bench-video bench-api bench-watch notebook clean
 
 venv: $(VENV)/.installed
 
@@ -50,6 +50,9 @@ bench-video: venv
 
 bench-api: venv
 	$(BIN)/python bench/bench_api.py
+
+bench-watch: venv
+	$(BIN)/python bench/bench_watch.py
 
 # Re-run the walkthrough and keep its outputs in the file (the tests run it too).
 notebook: venv

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DATA, ROOT, copy_people
+from conftest import DATA, LFW, ROOT, copy_people, require_data
 
 # Each test runs a benchmark script end to end in a subprocess.
 pytestmark = pytest.mark.slow
@@ -84,6 +84,20 @@ def test_bench_api(indexed, subset_dir, tmp_path):
     r = _read(tmp_path, "bench_api")
     [run] = r["runs"]
     assert run["clients"] == 2 and run["errors"] == 0 and run["requests"] > 0
+
+
+def test_bench_watch(tmp_path):
+    require_data()
+    _run("bench_watch.py", "--lfw", str(LFW), "--ingest", "60", "--base", "20",
+         "--clients", "2", "--seconds", "2", "--settle", "0.5", "--workers", "1",
+         "--out", str(tmp_path))
+    r = _read(tmp_path, "bench_watch")
+    for run in (r["searches_alone"], r["searches_during_ingest"]):
+        assert run["clients"] == 2 and run["errors"] == 0 and run["requests"] > 0
+    for run in (r["ingest_alone"], r["ingest_during_searches"]):
+        assert run["files"] > 0 and run["files_per_s"] > 0
+        assert run["whole_job"]["indexed"] == 60 and run["whole_job"]["problems"] == 0
+    assert r["index_after"]["images"] == r["index_before"]["images"] + 120
 
 
 def test_bench_scale(subset_dir, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ def test_every_setting_is_declared_with_its_help_group_and_commands():
     for s in config.declared():
         assert s.info.help and s.info.group in config.GROUPS, s.name
         assert set(s.info.commands) <= set(SUBCOMMANDS) - {"migrate"}, s.name
-        assert s.kind in (bool, int, float, str, Path), s.name
+        assert s.kind in (bool, int, float, str, Path, tuple), s.name
     for command in set(SUBCOMMANDS) - {"migrate"}:
         assert any(command in s.info.commands for s in config.declared()), command
 
@@ -76,6 +77,17 @@ def test_precedence_defaults_then_environment_then_keywords(monkeypatch, tmp_pat
     assert (s.video_fps, s.flip, s.workers, s.threshold) == (2.5, True, 5, None)
     assert s.home == tmp_path / "env_home" and s.db == ""
     assert load_settings(home="~/x").home == Path("~/x").expanduser()
+
+
+def test_folder_lists_from_flags_and_environment(monkeypatch):
+    """`--watch A B --watch C`, `--watch A:B` and REVSEARCH_WATCH=A:B all give folders."""
+    sep = os.pathsep
+    args = _args("serve", "--watch", "a", f"b{sep}c", "--watch", "d", "--allow", "e")
+    s = load_settings(**{n: getattr(args, n) for n in args.used_settings})
+    assert (s.watch, s.allow) == (("a", "b", "c", "d"), ("e",))
+    monkeypatch.setenv("REVSEARCH_WATCH", f"x{sep}{sep}y")
+    assert load_settings().watch == ("x", "y") and load_settings(watch=["z"]).watch == ("z",)
+    assert Settings().watch == () and "--watch" not in SUBCOMMANDS["index"].format_help()
 
 
 def test_bad_values_fail_clearly(monkeypatch):

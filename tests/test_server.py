@@ -5,6 +5,8 @@ Same data, same queries as Milvus Lite: the results must agree.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import lfw
 
@@ -109,3 +111,27 @@ def test_videos_on_the_server(server_uri, tmp_path):
             assert hits[0].path.endswith(other) and hits[0].match
             assert len({h.image_id for h in hits}) == 4
             assert not any(h.path.endswith(query) for h in hits)
+
+
+def test_serve_and_cli_index_share_the_server(server_uri, tmp_path):
+    """With a Milvus server as the store there is no lock to hand over: `revsearch serve
+    --watch` and `revsearch index` write side by side and the server sees both. (People
+    not in the other tests' subset, so their rows cannot change those tests' hits.)"""
+    from conftest import copy_people, run_cli
+    from test_watch import Served
+
+    watched = copy_people(tmp_path / "watched", ["Gerhard_Schroeder"], 3)
+    other = copy_people(tmp_path / "other", ["Donald_Rumsfeld"], 3)
+    server = Served(server_uri, tmp_path / "home", "--watch", str(watched))
+    try:
+        out = run_cli("index", str(other), "--db", server_uri, "--home",
+                      str(tmp_path / "home"), "--workers", "2", "--json")
+        assert out.returncode == 0, out.stderr
+        assert "held by" not in out.stderr and json.loads(out.stdout)["indexed"] == 3
+        [job] = server.idle()
+        assert job["report"]["indexed"] == 3
+        for folder, name in ((watched, "Gerhard_Schroeder"), (other, "Donald_Rumsfeld")):
+            mine = {str(p) for p in (folder / name).glob("*.jpg")}
+            assert mine <= set(server.hits(lfw(name, 10), k=40))
+    finally:
+        server.stop()

@@ -29,6 +29,9 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+APPS: dict = {}  # the server fixture's app, for tests that need its internals
+
+
 @pytest.fixture(scope="module")
 def server(indexed, tmp_path_factory):
     import uvicorn
@@ -56,7 +59,10 @@ def server(indexed, tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_app(db=str(db), home=work, workers=1)
+    # Background jobs may index this folder (test_background_job_progress_and_report).
+    (work / "incoming").mkdir()
+    app = create_app(db=str(db), home=work, workers=1, allow=(str(work / "incoming"),))
+    APPS["app"], APPS["incoming"] = app, work / "incoming"
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -260,3 +266,32 @@ def _screenshot_people(page, name: str) -> None:
     if shots:
         Path(shots).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(shots) / name), full_page=False)
+def test_background_job_progress_and_report(page, server):
+    """A job's progress while it runs, then its report with the files not indexed (named
+    as text: file names come from the user's folders). Runs last: it adds to the index."""
+    import httpx
+
+    incoming = APPS["incoming"] / "Gerhard_Schroeder"
+    incoming.mkdir()
+    for i in (1, 2):
+        shutil.copy2(lfw("Gerhard_Schroeder", i), incoming)
+    (incoming / f"{HOSTILE_NAME}.jpg").write_bytes(b"not a photo")
+    writer = APPS["app"].app.state.service._index_lock
+    with writer:  # another writer holds the index: the job waits, shown as running
+        r = httpx.post(server + "/api/jobs", json={"paths": [str(incoming)]}, timeout=30)
+        assert r.status_code == 202, r.text
+        page.goto(server)
+        _until(page, "() => document.querySelector('#job-line').textContent"
+                     ".startsWith('Indexing ')")
+        assert str(incoming) in page.inner_text("#job-line")
+        assert page.locator("#job-progress").is_visible()
+    _until(page, "() => document.querySelector('#job-line').textContent"
+                 ".startsWith('Indexed ')", timeout=120)
+    line = page.inner_text("#job-line")
+    assert "2 new or changed file(s)" in line and "1 not indexed" in line, line
+    assert not page.locator("#job-progress").is_visible()
+    page.click("#job-problems summary")
+    problem = page.inner_text("#job-problems li")
+    assert HOSTILE_NAME in problem and "not an image or video" in problem
+    assert page.evaluate("() => window.__pwned") is None
+    _until(page, "() => document.querySelector('#stats').textContent.includes('photos')")

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from revsearch.config import Settings, load_settings
 from revsearch.errors import MediaError, RevsearchError
 from revsearch.faces.detect import Face
 from revsearch.faces.pipeline import Pipeline, VideoAnalysis
-from revsearch.ingest import IngestReport, run_ingest
+from revsearch.ingest import IngestReport, Problem, run_ingest
 from revsearch.listing import MediaItem, get_media, list_media
 from revsearch.people import (
     DEFAULT_METHOD,
@@ -102,15 +102,24 @@ class RevSearch:
 
     # -- verbs ---------------------------------------------------------------------
     def index(self, paths: Sequence[str | os.PathLike], *, labels: str = "auto",
-              sync: bool = False, report: str | os.PathLike | None = None) -> IngestReport:
+              sync: bool = False, report: str | os.PathLike | None = None,
+              on_progress: Callable[[int, int], None] | None = None,
+              on_problem: Callable[[Problem], None] | None = None,
+              workers: int | None = None) -> IngestReport:
         """Add every image under `paths`; unchanged files are skipped, changed ones redone.
 
         `labels`: 'auto' (LFW layout `Name/Name_0001.jpg`), 'parent' (folder name) or
         'none'. `sync=True` also forgets files under `paths` that no longer exist.
         Files that cannot be indexed are listed in the returned report and its log.
+        `on_progress(done, total)` and `on_problem(problem)` follow the run (raise from
+        either to stop it: what is written stays consistent); `workers` overrides the
+        setting for this run.
         """
-        result = run_ingest(paths, self.collection, self.settings, labels=labels, sync=sync,
-                            report_path=report, pipeline=self._pipeline)
+        settings = self.settings if workers is None else replace(self.settings,
+                                                                 workers=workers)
+        result = run_ingest(paths, self.collection, settings, labels=labels, sync=sync,
+                            report_path=report, on_progress=on_progress,
+                            on_problem=on_problem, pipeline=self._pipeline)
         # New faces join persons (or form new ones) once the index has persons at all;
         # an index never grouped into persons pays nothing here.
         if result.indexed or result.removed:

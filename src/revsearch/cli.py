@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from revsearch import api, config, logs
-from revsearch.errors import RevsearchError
+from revsearch.errors import DatabaseLockedError, RevsearchError
 from revsearch.ingest import LABEL_MODES
 from revsearch.search import TARGETS, QueryTrack
 
@@ -53,6 +53,8 @@ def _add_setting(target, setting: config.Declared, shown: bool) -> None:
     kwargs: dict = {"dest": setting.name, "default": None}
     if setting.kind is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
+    elif setting.kind is tuple:  # a list of folders: `--watch A B`, repeated, or A:B
+        kwargs.update(action="extend", nargs="+", metavar="DIR")
     else:
         kwargs["type"] = str if setting.kind is Path else setting.kind
         kwargs["metavar"] = _METAVARS.get(setting.kind) or setting.name.upper()
@@ -94,13 +96,57 @@ def _settings(args: argparse.Namespace) -> dict:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    with api.connect(**_settings(args)) as rs:
-        report = rs.index(args.paths, labels=args.labels, sync=args.sync, report=args.report)
+    try:
+        rs = api.connect(**_settings(args))
+    except DatabaseLockedError as locked:
+        report = _hand_off(args, locked)  # a running `revsearch serve` holds the database
+    else:
+        with rs:
+            report = rs.index(args.paths, labels=args.labels, sync=args.sync,
+                              report=args.report)
     if args.json:
         print(json.dumps(asdict(report), indent=2))
     else:
         print(report.summary())
     return 0
+
+
+def _hand_off(args: argparse.Namespace, locked: DatabaseLockedError):
+    """Index through the server that holds the Lite database, following its progress."""
+    from revsearch import handoff
+    from revsearch.ingest.run import _progress_bar
+
+    settings = config.load_settings(**_settings(args))
+    info = handoff.running_server(settings)
+    if info is None:
+        raise locked  # no server of ours announced itself: nobody to ask
+    from revsearch.spaces import space_for
+
+    served = handoff.Client(info).call("GET", "/api/stats")["pipeline"]
+    if served != space_for(settings).key:
+        raise RevsearchError(f"the revsearch server at {info.url} holds the database and "
+                             f"indexes into the {served} space, not {space_for(settings).key}"
+                             f": stop it to index with other models")
+    print(f"revsearch: the database is held by the revsearch server at {info.url} "
+          f"(pid {info.pid}); handing the job to it", file=sys.stderr)
+    if args.report:
+        log.warning("--report is ignored: the server writes the report (its path is shown "
+                    "at the end)")
+    bar, shown = None, 0
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar, shown
+        if bar is None:
+            bar = _progress_bar(total, settings.progress)
+        bar.update(done - shown)
+        shown = done
+
+    try:
+        return handoff.run_remote(info, args.paths, labels=args.labels, sync=args.sync,
+                                  on_progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -178,7 +178,7 @@ class Settings:
         "descriptors per track with --aggregation prototypes"))
 
     workers: int = field(default_factory=lambda: os.cpu_count() or 1, metadata=about(
-        "ingest", ("index", "search", "faces", *MEASURING),
+        "ingest", ("index", "search", "faces", "serve", *MEASURING),
         "worker processes for ingest, threads for a query", shown_default="cores"))
     progress: bool = field(default=True, metadata=about(
         "ingest", ("index", "eval"),
@@ -215,6 +215,16 @@ class Settings:
     max_upload_bytes: int = field(default=100 * 1024 * 1024, metadata=about(
         "server", ("serve",), "largest request body accepted (HTTP 413 above)",
         shown_default="100 MiB"))
+    # Folders the server keeps indexed (serve/watch.py), and more it may index when a
+    # client asks (POST /api/jobs): a client never names an arbitrary path.
+    watch: tuple[str, ...] = field(default=(), metadata=about(
+        "server", ("serve",), "index these folders at start and keep them current (repeat "
+        f"the flag, or separate folders with {os.pathsep!r})"))
+    allow: tuple[str, ...] = field(default=(), metadata=about(
+        "server", ("serve",), "more folders POST /api/jobs may index (watched ones may)"))
+    # File-system notifications can be missed (network shares, a full inotify queue).
+    watch_interval: float = field(default=300.0, metadata=about(
+        "server", ("serve",), "also rescan watched folders every X seconds (0: never)"))
 
     @property
     def sampling(self):
@@ -233,7 +243,7 @@ class Declared:
     """One setting as declared: its name, value type, default and `Info`."""
 
     name: str
-    kind: type  # bool, int, float, str or Path (Optional unwrapped)
+    kind: type  # bool, int, float, str, Path (Optional unwrapped), or tuple (of paths)
     optional: bool
     default: object  # dataclasses.MISSING when computed at run time
     info: Info
@@ -252,7 +262,7 @@ class Declared:
             return self.info.shown_default
         if self.kind is bool:
             return "on" if self.default else "off"
-        return "" if self.default in (None, "", dataclasses.MISSING) else str(self.default)
+        return "" if self.default in (None, "", (), dataclasses.MISSING) else str(self.default)
 
 
 def declared() -> list[Declared]:
@@ -261,13 +271,23 @@ def declared() -> list[Declared]:
     out = []
     for f in dataclasses.fields(Settings):
         kinds = [k for k in typing.get_args(hints[f.name]) if k is not type(None)]
+        if typing.get_origin(hints[f.name]) is tuple:
+            kinds = [tuple]
         out.append(Declared(f.name, kinds[0] if kinds else hints[f.name],
                             type(None) in typing.get_args(hints[f.name]),
                             f.default, f.metadata["info"]))
     return out
 
 
+def _paths(values: str | Sequence[str]) -> tuple[str, ...]:
+    """A list setting's folders: each value may hold several, separated as in PATH."""
+    parts = [values] if isinstance(values, str) else list(values)
+    return tuple(p for part in parts for p in str(part).split(os.pathsep) if p.strip())
+
+
 def _coerce(raw: str, setting: Declared) -> object:
+    if setting.kind is tuple:
+        return _paths(raw)
     if setting.kind is bool:
         return raw.strip().lower() in {"1", "true", "yes", "on"}
     if setting.kind is Path:
@@ -302,6 +322,8 @@ def load_settings(**overrides: object) -> Settings:
     for name, value in overrides.items():
         if value is None:
             continue
+        if name in by_name and by_name[name].kind is tuple:
+            value = _paths(value)
         if name in by_name and value != by_name[name].default:
             _check_choice(by_name[name], value, name)
         values[name] = value

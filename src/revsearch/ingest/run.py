@@ -15,7 +15,7 @@ from revsearch.config import Settings
 from revsearch.faces.pipeline import Pipeline
 from revsearch.ingest.mapper import map_files
 from revsearch.ingest.reader import scan
-from revsearch.ingest.records import IngestReport
+from revsearch.ingest.records import IngestReport, Problem
 from revsearch.ingest.writer import Writer
 from revsearch.logs import PROGRESS_LOGGER
 from revsearch.store import SpaceCollections
@@ -43,8 +43,14 @@ def run_ingest(paths: Sequence[str | os.PathLike], collection: SpaceCollections,
                settings: Settings, *, labels: str = "auto", sync: bool = False,
                report_path: str | os.PathLike | None = None,
                on_progress: Callable[[int, int], None] | None = None,
+               on_problem: Callable[[Problem], None] | None = None,
                pipeline: Pipeline | None = None) -> IngestReport:
-    """Index every image under `paths` into `collection`; see module docstring."""
+    """Index every image under `paths` into `collection`; see module docstring.
+
+    `on_progress(done, total)` is called once the folders are scanned (done 0) and after
+    each file; `on_problem` with each file that cannot be indexed, as it is found. An
+    exception raised by either stops the ingest with every finished file written.
+    """
     started = time.monotonic()
     known = {row["path"]: row for row in collection.media()}
     # After a clean run, only re-indexed files can have old face rows; after a killed
@@ -55,6 +61,9 @@ def run_ingest(paths: Sequence[str | os.PathLike], collection: SpaceCollections,
     plan = scan(paths, known, labels=labels, sync=sync, max_bytes=settings.max_file_bytes)
     report = IngestReport(unchanged=plan.unchanged, problems=list(plan.problems))
     report.scanned = len(plan.todo) + plan.unchanged + len(plan.problems)
+    if on_problem:
+        for problem in plan.problems:
+            on_problem(problem)
     collection.touch(plan.touched)
     if plan.removed:
         collection.remove([known[p]["image_id"] for p in plan.removed])
@@ -63,9 +72,13 @@ def run_ingest(paths: Sequence[str | os.PathLike], collection: SpaceCollections,
     writer = Writer(collection, known={r["image_id"] for r in known.values()} if clean else None)
     bar = _progress_bar(len(plan.todo), settings.progress)
     try:
+        if on_progress:
+            on_progress(0, len(plan.todo))
         for done, outcome in enumerate(map_files(plan.todo, settings, pipeline), start=1):
             if outcome.problem:
                 report.problems.append(outcome.problem)
+                if on_problem:
+                    on_problem(outcome.problem)
             else:
                 report.indexed += 1
                 report.faces += len(outcome.faces)

@@ -17,6 +17,13 @@ Endpoints (OpenAPI docs at /docs, Swagger UI served by this app itself, so offli
   first use); `GET /api/people/{id}`: one with its faces; `POST /api/people/cluster`
   (place new faces, or `recluster`); `POST /api/people/{id}/name`, `.../merge`
   (`other`), `POST /api/people/remove-face` (`item`): feedback, kept across runs.
+- `POST /api/jobs`: index folders in the background (only inside the watched and allowed
+  folders); `GET /api/jobs`, `GET /api/jobs/{id}`: progress, rate, ETA, problems so far,
+  the report at the end; `POST /api/jobs/{id}/cancel` (or `DELETE`) stops one.
+
+With `--watch`, the watched folders are indexed at start and kept current (serve/watch.py).
+For a Milvus Lite database, a small owner-only file beside it says where the server
+listens, so that `revsearch index` can hand its job over (revsearch/handoff.py).
 
 Safety: binds 127.0.0.1 unless told otherwise; uploads over `max_upload_bytes` get 413
 (checked on the declared length and on the bytes actually received); uploads that are
@@ -28,12 +35,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 from importlib import resources
 from pathlib import Path
 
-from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
+from revsearch import handoff
 from revsearch.config import Settings, load_settings
 from revsearch.errors import (
     DatabaseError,
@@ -41,19 +50,25 @@ from revsearch.errors import (
     NoFaceError,
     NotFoundError,
     PeopleError,
+    SettingsError,
 )
 from revsearch.query import Query as SearchQuery
+from revsearch.serve.jobs import Jobs, PathMissing, PathRefused, Roots
 from revsearch.serve.middleware import LimitUploads, security_headers
 from revsearch.serve.models import (
     ClusterOut,
     CollectionOut,
     IndexOut,
+    JobIn,
+    JobOut,
+    JobsOut,
     PeopleOut,
     PersonOut,
     QueryOut,
     SearchOut,
     StatsOut,
     cluster_out,
+    job_out,
     media_out,
     person_out,
     query_out,
@@ -64,15 +79,45 @@ from revsearch.serve.service import Service, UnsupportedType
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, **overrides: object):
-    """The FastAPI app; `settings` (or keyword settings) as for `revsearch.connect`."""
+def create_app(settings: Settings | None = None, *, listen: tuple[str, int] | None = None,
+               **overrides: object):
+    """The FastAPI app; `settings` (or keyword settings) as for `revsearch.connect`.
+
+    `listen` (host, port): where the server listens, recorded beside a Lite database
+    while it runs, for `revsearch index` to hand jobs over (revsearch/handoff.py).
+    """
     settings = settings or load_settings(**overrides)
+    missing = [f for f in settings.watch if not Path(f).expanduser().is_dir()]
+    if missing:
+        raise SettingsError(f"cannot watch {', '.join(missing)}: no such folder")
     service = Service(settings)
+    jobs = Jobs(service.run_job)
+    roots = Roots.of([*settings.watch, *settings.allow])
+    watcher = None
+    if settings.watch:
+        from revsearch.serve.watch import Watcher
+
+        watcher = Watcher(Roots.of(settings.watch).folders,
+                          lambda paths: jobs.submit(paths, sync=True, origin="watch"),
+                          interval=settings.watch_interval)
+    announced: list[handoff.ServerInfo] = []
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
-        yield
-        service.close()
+        if listen is not None:
+            info = handoff.announce(settings, *listen)
+            announced.extend([info] if info else [])
+        if watcher is not None:
+            watcher.start()
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.stop()
+            jobs.close()
+            if announced:
+                handoff.withdraw(settings)
+            service.close()
 
     # The stock /docs and /redoc pages load their scripts from a CDN, which an offline
     # machine cannot reach: /docs is served below from the swagger-ui-bundle-v2 package.
@@ -80,10 +125,12 @@ def create_app(settings: Settings | None = None, **overrides: object):
                   docs_url=None, redoc_url=None,
                   description="Reverse visual search of people in photos and videos.")
     app.state.service = service
+    app.state.jobs = jobs
     app.middleware("http")(security_headers)
 
     errors = {NotFoundError: 404, UnsupportedType: 415, NoFaceError: 422, MediaError: 400,
-              DatabaseError: 503, PeopleError: 409, ValueError: 400}
+              DatabaseError: 503, PeopleError: 409, ValueError: 400, PathRefused: 403,
+              PathMissing: 404}
 
     for exc_type, status in errors.items():
         def handler(_request: Request, exc: Exception, status: int = status) -> JSONResponse:
@@ -198,6 +245,33 @@ def create_app(settings: Settings | None = None, **overrides: object):
     def post_merge(ref: str, other: str = Form(...)) -> PersonOut:
         return person_out(service.people_verb("merge_people", ref, other))
 
+    def trusted(token: str | None) -> bool:
+        """A client that read the server's owner-only file (the CLI handing over)."""
+        return bool(token and announced
+                    and secrets.compare_digest(token, announced[0].token))
+
+    @app.post("/api/jobs", status_code=202, summary="Index folders in the background")
+    def post_job(body: JobIn, x_revsearch_token: str | None = Header(None)) -> JobOut:
+        # Every path is checked before anything is queued: a refusal changes nothing.
+        paths = [roots.check(p, trusted(x_revsearch_token)) for p in body.paths]
+        return job_out(jobs.submit(paths, labels=body.labels, sync=body.sync))
+
+    @app.get("/api/jobs", summary="Recent and running background jobs, newest first")
+    def list_jobs() -> JobsOut:
+        return JobsOut(jobs=[job_out(j) for j in jobs.list()])
+
+    @app.get("/api/jobs/{job_id}", summary="A job's progress, problems and report")
+    def get_job(job_id: str) -> JobOut:
+        return job_out(jobs.get(job_id))
+
+    @app.post("/api/jobs/{job_id}/cancel", summary="Stop a job (what it wrote stays)")
+    def cancel_job(job_id: str) -> JobOut:
+        return job_out(jobs.cancel(job_id))
+
+    @app.delete("/api/jobs/{job_id}", summary="Stop a job (same as POST .../cancel)")
+    def delete_job(job_id: str) -> JobOut:
+        return job_out(jobs.cancel(job_id))
+
     @app.get("/docs", include_in_schema=False)
     def api_docs():
         from fastapi.openapi.docs import get_swagger_ui_html
@@ -268,7 +342,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, **settings: object) -> None
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s: anyone who can reach this address can search and add "
                     "to your collection; there is no authentication", host)
-    app = create_app(**settings)
+    app = create_app(listen=(host, port), **settings)
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 

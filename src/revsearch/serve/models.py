@@ -13,10 +13,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from revsearch.ingest.records import LABEL_MODES
 from revsearch.listing import MediaItem
 from revsearch.people import ClusterReport, Person, PersonItem
 from revsearch.query import Query
 from revsearch.search import SearchResult
+from revsearch.serve.jobs import STATES, Job
 
 
 class FaceOut(BaseModel):
@@ -167,6 +169,69 @@ class StatsOut(BaseModel):
     images: int
     videos: int
     max_upload_bytes: int
+
+
+class JobIn(BaseModel):
+    """Folders (or files) to index in the background: absolute paths inside the server's
+    watched or allowed folders."""
+
+    paths: list[str] = Field(min_length=1, max_length=100)
+    labels: Literal[LABEL_MODES] = Field("auto", description="as `revsearch index --labels`")
+    sync: bool = Field(False, description="also forget indexed files under paths that are gone")
+
+
+class ReportOut(BaseModel):
+    """A finished ingest: the counts of `revsearch index` and every file not indexed."""
+
+    scanned: int
+    indexed: int
+    unchanged: int
+    removed: int
+    faces: int
+    no_face: int
+    videos: int
+    tracks: int
+    problems: list[ProblemOut]
+    seconds: float
+    log_path: str
+
+
+class JobOut(BaseModel):
+    """A background ingest and how far it got."""
+
+    id: str
+    paths: list[str]
+    labels: str
+    sync: bool
+    origin: Literal["api", "watch"] = Field(description="a client's job, or a watched "
+                                            "folder's")
+    state: Literal[STATES]
+    created: float = Field(description="Unix time")
+    finished: float | None
+    done: int = Field(description="files processed so far")
+    total: int | None = Field(description="files to process (new or changed); null while "
+                              "the folders are scanned")
+    rate: float | None = Field(description="files per second")
+    eta: float | None = Field(description="seconds left at that rate")
+    problems: list[ProblemOut] = Field(description="files not indexed, so far")
+    report: ReportOut | None = Field(description="when done")
+    error: str
+
+
+class JobsOut(BaseModel):
+    jobs: list[JobOut]
+
+
+def job_out(job: Job) -> JobOut:
+    report = asdict(job.report) if job.report is not None else None
+    rate, eta = job.rate(), job.eta()
+    return JobOut(id=job.id, paths=job.paths, labels=job.labels, sync=job.sync,
+                  origin=job.origin, state=job.state, created=job.created,
+                  finished=job.finished, done=job.done, total=job.total,
+                  rate=None if rate is None else round(rate, 2),
+                  eta=None if eta is None else round(eta, 1),
+                  problems=[ProblemOut(**asdict(p)) for p in list(job.problems)],
+                  report=ReportOut(**report) if report else None, error=job.error)
 
 
 def query_out(query: Query) -> ImageQueryOut | VideoQueryOut:

@@ -17,11 +17,13 @@ import numpy as np
 from revsearch.api import RevSearch
 from revsearch.config import Settings
 from revsearch.errors import MediaError, NoFaceError, NotFoundError, RevsearchError
+from revsearch.ingest import IngestReport
 from revsearch.listing import MediaItem
 from revsearch.media import content_hash, sniff
 from revsearch.people import ClusterReport, Person
 from revsearch.query import Query
 from revsearch.search import QueryFace, SearchResult
+from revsearch.serve.jobs import Job
 from revsearch.serve.thumbnails import media_thumbnail, query_track_thumbnail
 from revsearch.video.track import iou
 
@@ -70,7 +72,8 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         # Requests run side by side on the server's threads, so each model call gets one
         # thread: two-thread calls from several requests at once only fight over the
-        # cores (bench/bench_api.py).
+        # cores (bench/bench_api.py). Background ingests use `workers` processes.
+        self.ingest_workers = settings.workers
         self.settings = replace(settings, workers=1)
         self._indexes: dict[str, RevSearch] = {}
         self._open_lock = threading.Lock()
@@ -171,6 +174,14 @@ class Service:
         with self._index_lock:
             report = self.face.index([path], labels="none")
         return {"path": str(path), "original_name": name, **asdict(report)}
+
+
+    def run_job(self, job: Job) -> IngestReport:
+        """A background ingest (serve/jobs.py): one writer at a time, as for uploads."""
+        with self._index_lock:
+            return self.face.index(job.paths, labels=job.labels, sync=job.sync,
+                                   on_progress=job.progress, on_problem=job.problems.append,
+                                   workers=self.ingest_workers)
 
 
 def _face_at(faces: list[QueryFace], box: list[float]) -> int:

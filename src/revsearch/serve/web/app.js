@@ -240,6 +240,73 @@ async function browse(label = "") {
   }
 }
 
+// Background ingests (watched folders, `revsearch index` handed over, POST /api/jobs):
+// the running job's progress, then the last job's report with the files not indexed.
+const jobs = { timer: null, active: false };
+
+function clock(seconds) {
+  const s = Math.round(seconds);
+  return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;
+}
+
+function jobText(job, waiting) {
+  const where = job.paths.join(", ") + (job.origin === "watch" ? " (watched)" : "");
+  const problems = job.problems.length ? `; ${job.problems.length} problem(s) so far` : "";
+  if (job.state === "queued") return `Waiting to index ${where}`;
+  if (job.state === "running") {
+    if (job.total === null) return `Indexing ${where}: looking for new and changed files…`;
+    const rate = job.rate ? `, ${job.rate.toFixed(1)} files/s` : "";
+    const eta = job.eta !== null ? `, about ${clock(job.eta)} left` : "";
+    const more = waiting ? `; ${waiting} more job(s) waiting` : "";
+    return `Indexing ${where}: ${job.done}/${job.total} files${rate}${eta}${problems}${more}`;
+  }
+  if (job.state === "done") {
+    const r = job.report;
+    return `Indexed ${where}: ${r.indexed} new or changed file(s) (${r.faces} faces), ` +
+      `${r.unchanged} unchanged, ${r.removed} removed, ${r.problems.length} not indexed; ` +
+      `${clock(r.seconds)}`;
+  }
+  if (job.state === "cancelled") return `Indexing ${where} was cancelled after ${job.done} file(s)`;
+  return `Indexing ${where} failed: ${job.error}`;
+}
+
+function renderJob(job, waiting) {
+  $("job").hidden = false;
+  $("job").dataset.state = job.state;
+  $("job-line").textContent = jobText(job, waiting);
+  const bar = $("job-progress");
+  bar.hidden = job.state !== "running" && job.state !== "queued";
+  if (job.total) {
+    bar.max = job.total;
+    bar.value = job.done;
+  } else {
+    bar.removeAttribute("value");  // indeterminate while the folders are scanned
+  }
+  const list = $("job-problems");
+  list.hidden = !job.problems.length;
+  list.querySelector("summary").textContent = `${job.problems.length} file(s) not indexed`;
+  const ul = list.querySelector("ul");
+  ul.replaceChildren(...job.problems.slice(0, 200).map((p) => {
+    const li = document.createElement("li");
+    li.textContent = `${p.path}: ${p.reason}`;  // names from the user's folders: text only
+    return li;
+  }));
+}
+
+async function pollJobs() {
+  let list = [];
+  try {
+    list = (await api("/api/jobs")).jobs;
+  } catch (err) { /* an older server, or a hiccup: try again later */ }
+  const active = list.filter((j) => j.state === "running" || j.state === "queued");
+  const shown = active.find((j) => j.state === "running") || active[0] || list[0];
+  if (shown) renderJob(shown, active.length - 1);
+  if (jobs.active && !active.length) loadStats();  // a job just ended: new counts
+  jobs.active = active.length > 0;
+  clearTimeout(jobs.timer);
+  jobs.timer = setTimeout(pollJobs, jobs.active ? 1000 : 5000);
+}
+
 function init() {
   const drop = $("drop");
   $("file").addEventListener("change", (e) => { if (e.target.files[0]) sendFile(e.target.files[0]); });
@@ -259,6 +326,7 @@ function init() {
   for (const id of ["k", "pipeline", "target"]) $(id).addEventListener("change", () => search());
   window.addEventListener("resize", () => { if (state.query && state.query.kind === "image") drawBoxes(); });
   loadStats();
+  pollJobs();
 }
 
 // -- People: the persons the faces were grouped into; rename, merge, correct ------------
