@@ -109,14 +109,13 @@ class RevSearch:
         'none'. `sync=True` also forgets files under `paths` that no longer exist.
         Files that cannot be indexed are listed in the returned report and its log.
         """
+        changed: list[str] = []
         result = run_ingest(paths, self.collection, self.settings, labels=labels, sync=sync,
-                            report_path=report, pipeline=self._pipeline)
+                            report_path=report, pipeline=self._pipeline, changed=changed)
         # New faces join persons (or form new ones) once the index has persons at all;
         # an index never grouped into persons pays nothing here.
-        if result.indexed or result.removed:
-            book = self.book
-            if book.clustered():
-                result.people = asdict(book.update())
+        if changed and self.book.clustered():
+            result.people = asdict(self.book.update(media=changed))
         return result
 
     def query(self, source: Source, *, colour: str = "bgr", name: str | None = None) -> Query:
@@ -326,7 +325,7 @@ class RevSearch:
                     gone[row["image_id"]] = row
         self.collection.remove(list(gone))
         if gone and self.book.clustered():
-            self.book.update()  # the removed faces leave their persons
+            self.book.update(media=list(gone))  # the removed faces leave their persons
         return sum(int(row["n_faces"]) + 1 for row in gone.values())
 
     def check(self) -> None:

@@ -43,8 +43,10 @@ def run_ingest(paths: Sequence[str | os.PathLike], collection: SpaceCollections,
                settings: Settings, *, labels: str = "auto", sync: bool = False,
                report_path: str | os.PathLike | None = None,
                on_progress: Callable[[int, int], None] | None = None,
-               pipeline: Pipeline | None = None) -> IngestReport:
-    """Index every image under `paths` into `collection`; see module docstring."""
+               pipeline: Pipeline | None = None,
+               changed: list[str] | None = None) -> IngestReport:
+    """Index every image under `paths` into `collection`; see module docstring.
+    `changed`, if given, receives the ids of the files written or removed."""
     started = time.monotonic()
     known = {row["path"]: row for row in collection.media()}
     # After a clean run, only re-indexed files can have old face rows; after a killed
@@ -59,6 +61,8 @@ def run_ingest(paths: Sequence[str | os.PathLike], collection: SpaceCollections,
     if plan.removed:
         collection.remove([known[p]["image_id"] for p in plan.removed])
         report.removed = len(plan.removed)
+        if changed is not None:
+            changed.extend(known[p]["image_id"] for p in plan.removed)
 
     writer = Writer(collection, known={r["image_id"] for r in known.values()} if clean else None)
     bar = _progress_bar(len(plan.todo), settings.progress)
@@ -74,6 +78,8 @@ def run_ingest(paths: Sequence[str | os.PathLike], collection: SpaceCollections,
                     report.videos += 1
                     report.tracks += len({t.track_index for t in outcome.tracks})
                 writer.add(outcome)
+                if changed is not None and outcome.image is not None:
+                    changed.append(outcome.image.image_id)
             bar.update(1)
             if on_progress:
                 on_progress(done, len(plan.todo))
