@@ -117,15 +117,14 @@ class RevSearch:
         """
         settings = self.settings if workers is None else replace(self.settings,
                                                                  workers=workers)
+        changed: list[str] = []
         result = run_ingest(paths, self.collection, settings, labels=labels, sync=sync,
                             report_path=report, on_progress=on_progress,
-                            on_problem=on_problem, pipeline=self._pipeline)
+                            on_problem=on_problem, pipeline=self._pipeline, changed=changed)
         # New faces join persons (or form new ones) once the index has persons at all;
         # an index never grouped into persons pays nothing here.
-        if result.indexed or result.removed:
-            book = self.book
-            if book.clustered():
-                result.people = asdict(book.update())
+        if changed and self.book.clustered():
+            result.people = asdict(self.book.update(media=changed))
         return result
 
     def query(self, source: Source, *, colour: str = "bgr", name: str | None = None) -> Query:
@@ -335,7 +334,7 @@ class RevSearch:
                     gone[row["image_id"]] = row
         self.collection.remove(list(gone))
         if gone and self.book.clustered():
-            self.book.update()  # the removed faces leave their persons
+            self.book.update(media=list(gone))  # the removed faces leave their persons
         return sum(int(row["n_faces"]) + 1 for row in gone.values())
 
     def check(self) -> None:

@@ -188,9 +188,11 @@ def _product_timing(coll, settings: Settings, method: str, params: dict, k: int,
     chosen = [media[i] for i in sorted(rng.choice(len(media), n_new, replace=False))]
     coll.remove([m["image_id"] for m in chosen])
     book.recluster()
-    report = run_ingest([m["path"] for m in chosen], coll, settings, labels="auto")
+    written: list[str] = []
+    report = run_ingest([m["path"] for m in chosen], coll, settings, labels="auto",
+                        changed=written)
     started = time.monotonic()
-    placed = book.update()
+    placed = book.update(media=written)  # as `RevSearch.index` does after an ingest
     update_s = time.monotonic() - started
     return {"method": method, "threshold": params["threshold"],
             "recluster_seconds": round(recluster_s, 2), "recluster": asdict(full),

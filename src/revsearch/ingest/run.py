@@ -44,12 +44,14 @@ def run_ingest(paths: Sequence[str | os.PathLike], collection: SpaceCollections,
                report_path: str | os.PathLike | None = None,
                on_progress: Callable[[int, int], None] | None = None,
                on_problem: Callable[[Problem], None] | None = None,
-               pipeline: Pipeline | None = None) -> IngestReport:
+               pipeline: Pipeline | None = None,
+               changed: list[str] | None = None) -> IngestReport:
     """Index every image under `paths` into `collection`; see module docstring.
 
     `on_progress(done, total)` is called once the folders are scanned (done 0) and after
     each file; `on_problem` with each file that cannot be indexed, as it is found. An
     exception raised by either stops the ingest with every finished file written.
+    `changed`, if given, receives the ids of the files written or removed.
     """
     started = time.monotonic()
     known = {row["path"]: row for row in collection.media()}
@@ -68,6 +70,8 @@ def run_ingest(paths: Sequence[str | os.PathLike], collection: SpaceCollections,
     if plan.removed:
         collection.remove([known[p]["image_id"] for p in plan.removed])
         report.removed = len(plan.removed)
+        if changed is not None:
+            changed.extend(known[p]["image_id"] for p in plan.removed)
 
     writer = Writer(collection, known={r["image_id"] for r in known.values()} if clean else None)
     bar = _progress_bar(len(plan.todo), settings.progress)
@@ -87,6 +91,8 @@ def run_ingest(paths: Sequence[str | os.PathLike], collection: SpaceCollections,
                     report.videos += 1
                     report.tracks += len({t.track_index for t in outcome.tracks})
                 writer.add(outcome)
+                if changed is not None and outcome.image is not None:
+                    changed.append(outcome.image.image_id)
             bar.update(1)
             if on_progress:
                 on_progress(done, len(plan.todo))

@@ -23,7 +23,13 @@ import numpy as np
 
 from revsearch.errors import NotFoundError, PeopleError
 from revsearch.people import cluster
-from revsearch.people.graph import Items, graph_from_lists, neighbour_lists, track_key
+from revsearch.people.graph import (
+    Items,
+    build_graph,
+    graph_from_lists,
+    neighbour_lists,
+    track_key,
+)
 from revsearch.store import SpaceCollections
 from revsearch.store.people import PeopleCollections
 from revsearch.store.schema import AssignmentRow, LinkRow, PersonRow
@@ -135,13 +141,14 @@ class PeopleBook:
         started = time.monotonic()
         threshold = self.threshold
         items = self._load_all()
-        lists = neighbour_lists(self.coll, items.vectors, self.k, exclude=items.ids)
-        graph = graph_from_lists(items.ids, lists, self.k)
+        graph = build_graph(self.coll, items, self.k)
         labels = cluster.run(self.method, graph, threshold, vectors=items.vectors)
         labels = self._with_links(items, labels)
         old_people = {p.person_id: p for p in self.rows.persons()}
         old = {a.item_id: a.person_id for a in self.rows.assignments()}
-        ids = _match(labels, [old.get(i) for i in items.ids], next_id(old_people))
+        start = self.rows.next_free(max(old_people, default=0) + 1)
+        ids = _match(labels, [old.get(i) for i in items.ids], start)
+        self.rows.set_next_free(max([start - 1, *ids]) + 1)
         members = _members(ids)
         # Only what changed is written: a re-clustering mostly keeps every face where
         # it was, and each write costs.
@@ -171,52 +178,53 @@ class PeopleBook:
         return ClusterReport(self.method, threshold, len(items), len(members),
                              seconds=time.monotonic() - started)
 
-    def update(self) -> ClusterReport:
+    def update(self, media: Sequence[str] | None = None) -> ClusterReport:
         """Place faces and tracks added since the last run (cluster everything if never
-        clustered); forget the assignments of deleted ones."""
+        clustered); forget the assignments of deleted ones. `media`: the photos and
+        videos written or removed since (an ingest knows them), so that nothing else
+        is read; without it, every id is compared (two scans of ids)."""
         if not self.clustered():
             return self.recluster()
         started = time.monotonic()
         threshold = self.threshold
-        # Two scans of ids only; person rows (with their vectors) are fetched just for
-        # the persons that change.
-        assigned = {a.item_id: a for a in self.rows.assignments()}
-        current = set(self.coll.row_ids("faces"))
-        current |= {track_key(r) for r in self.coll.row_ids("tracks")}
-        gone = [i for i in assigned if i not in current]
-        new = sorted(current - set(assigned))
-        people = _People(self.rows, max((a.person_id for a in assigned.values()), default=0))
+        if media is None:
+            assigned = {a.item_id: a for a in self.rows.assignments()}
+            current = set(self.coll.row_ids("faces"))
+            current |= {track_key(r) for r in self.coll.row_ids("tracks")}
+            gone = [assigned[i] for i in assigned if i not in current]
+            items = self._load(sorted(current - set(assigned)))
+        else:  # re-place every face of these files: new, changed or removed ones
+            gone = self.rows.assignments_in(sorted(set(media)))
+            items = self._load_media(sorted(set(media)))
+        people = _People(self.rows)
         changed: set[int] = set()
         if gone:
-            self.rows.delete_assignments(gone)
-            people.fetch({assigned[i].person_id for i in gone})
-            for i in gone:
-                p = people.get(assigned[i].person_id)
+            self.rows.delete_assignments([a.item_id for a in gone])
+            people.fetch({a.person_id for a in gone})
+            for a in gone:
+                p = people.get(a.person_id)
                 if p is not None:
                     p.size -= 1
                     changed.add(p.person_id)
-        report = ClusterReport(self.method, threshold, len(new), 0, new=len(new),
+        report = ClusterReport(self.method, threshold, len(items), 0, new=len(items),
                                removed=len(gone))
-        if new:
-            items = self._load(new)
-            changed |= self._place(items, people, assigned, report)
+        if len(items):
+            changed |= self._place(items, people, report)
         empty = [pid for pid in changed if people[pid].size <= 0]
         self.rows.delete_persons(empty)
         self.rows.put_persons(people[pid] for pid in changed if pid not in empty)
         self.rows.flush()
-        remaining = {a.person_id for i, a in assigned.items() if i in current}
-        report.persons = len((remaining | changed) - set(empty))
+        report.persons = len(changed) - len(empty)  # persons touched
         report.seconds = time.monotonic() - started
         return report
 
-    def _place(self, items: Items, people: _People,
-               assigned: dict[str, AssignmentRow], report: ClusterReport) -> set[int]:
+    def _place(self, items: Items, people: _People, report: ClusterReport) -> set[int]:
         """Join new items to existing persons, cluster the rest into new persons."""
         threshold = self.threshold
         lists = neighbour_lists(self.coll, items.vectors, self.k, exclude=items.ids)
         neighbour_ids = {j for hits in lists for j, _ in hits} - set(items.ids)
-        person_of = {a.item_id: a.person_id for a in assigned.values()
-                     if a.item_id in neighbour_ids}
+        person_of = {a.item_id: a.person_id
+                     for a in self.rows.assignments_for(sorted(neighbour_ids))}
         if self.method == "centroid":
             people.fetch(set(person_of.values()))
         chosen: list[int | None] = []
@@ -229,10 +237,11 @@ class PeopleBook:
             sub_lists = [[(j, s) for j, s in lists[i] if j in set(sub.ids)] for i in rest]
             labels = cluster.run(self.method, graph_from_lists(sub.ids, sub_lists, self.k),
                                  threshold, vectors=sub.vectors)
-            start = people.next_id()
+            start = self.rows.next_free()
             for i, label in zip(rest, labels.tolist(), strict=True):
                 chosen[i] = start + int(label)
             report.created = int(labels.max()) + 1
+            self.rows.set_next_free(start + report.created)
         report.joined = len(items) - len(rest)
         rows = []
         for i, pid in enumerate(chosen):
@@ -300,6 +309,12 @@ class PeopleBook:
         from revsearch.people.graph import load_items
 
         return load_items(self.coll)
+
+    def _load_media(self, media: Sequence[str]) -> Items:
+        """Every face and track of these photos and videos, with their vectors."""
+        ids = [f["face_id"] for f in self.coll.faces_of(media)]
+        ids += sorted({track_key(r["row_id"]) for r in self.coll.tracks_of(media)})
+        return self._load(ids)
 
     def _load(self, ids: Sequence[str]) -> Items:
         """These items (face ids, track keys) with their vectors, fetched by id."""
@@ -479,8 +494,8 @@ class PeopleBook:
         anchors = [row.cover] if row.cover and row.cover != item_id else []
         anchors += [a.item_id for a in others if a.item_id not in anchors][:ANCHORS - len(anchors)]
         self.rows.put_links([_link(item_id, b, "cannot") for b in anchors])
-        people = {p.person_id: p for p in self.rows.persons()}
-        new_id = next_id(people)
+        new_id = self.rows.next_free()
+        self.rows.set_next_free(new_id + 1)
         assigned.person_id = new_id
         self.rows.put_assignments([assigned])
         self.rows.put_persons([self._person_row(new_id, items, [0], None, seed=False)])
@@ -499,29 +514,18 @@ class PeopleBook:
 class _People(dict):
     """Person rows by id, fetched from the database only when asked for."""
 
-    def __init__(self, rows: PeopleCollections, highest: int) -> None:
+    def __init__(self, rows: PeopleCollections) -> None:
         super().__init__()
-        self.rows, self.highest = rows, highest
+        self.rows = rows
 
     def fetch(self, ids: set[int]) -> None:
         missing = [i for i in ids if i not in self]
         for p in self.rows.persons_by_id(missing):
             self[p.person_id] = p
 
-    def __setitem__(self, pid: int, row: PersonRow) -> None:
-        super().__setitem__(pid, row)
-        self.highest = max(self.highest, pid)
-
-    def next_id(self) -> int:
-        return self.highest + 1
-
 
 def _link(a: str, b: str, kind: str) -> LinkRow:
     return LinkRow(link_id=f"{kind}:{a}|{b}", a=a, b=b, kind=kind, created=int(time.time()))
-
-
-def next_id(people: dict[int, object]) -> int:
-    return max(people, default=0) + 1
 
 
 def _members(ids: Sequence[int]) -> dict[int, list[int]]:

@@ -153,13 +153,31 @@ def graph_from_lists(ids: Sequence[str], lists: Sequence[Sequence[tuple[str, flo
 
 
 def exact_graph(vectors: np.ndarray, k: int = 30, chunk: int = 1024) -> KnnGraph:
-    """The same graph by brute force in memory: for small sets and for checking the
-    index's answers against exact ones."""
+    """The same graph by exact (brute-force) inner-product search in memory, blockwise:
+    with faiss's flat index when it is installed (Milvus Lite depends on it), else
+    numpy."""
     n = len(vectors)
     if n < 2:
         return KnnGraph(np.full((n, 1), -1, np.int64), np.full((n, 1), -np.inf, np.float32))
     k = max(1, min(k, n - 1))
     vectors = np.ascontiguousarray(vectors, np.float32)
+    try:
+        import faiss
+    except ImportError:
+        return _numpy_graph(vectors, k, chunk)
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    sims, found = index.search(vectors, k + 1)
+    # Drop each row's own entry (first, unless an exact duplicate tied with it).
+    own = found == np.arange(n)[:, None]
+    own[~own.any(1), -1] = True
+    keep = ~own
+    return KnnGraph(found[keep].reshape(n, k).astype(np.int64),
+                    sims[keep].reshape(n, k).astype(np.float32))
+
+
+def _numpy_graph(vectors: np.ndarray, k: int, chunk: int) -> KnnGraph:
+    n = len(vectors)
     # Rows per block: the block's similarity matrix stays near 64 MB whatever n is.
     chunk = max(16, min(chunk, (1 << 24) // n))
     neighbours = np.empty((n, k), np.int64)

@@ -223,6 +223,15 @@ class SpaceCollections:
                                                output_fields=FACES.names)]
         return out
 
+    def faces_of(self, image_ids: Sequence[str]) -> list[dict]:
+        """Every face row of these photos, embeddings included."""
+        out: list[dict] = []
+        for chunk in _chunks(list(image_ids), 500):
+            out += [dict(r) for r in self._query(self.faces_name,
+                                                 filter=_in_filter("image_id", chunk),
+                                                 output_fields=FACES.names)]
+        return out
+
     def tracks_of(self, video_ids: Sequence[str]) -> list[dict]:
         """Every track descriptor row of these videos, embeddings included."""
         out: list[dict] = []

@@ -11,6 +11,8 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from revsearch.store.backend import READ, database_errors
 from revsearch.store.collection import _chunks
 from revsearch.store.schema import (
@@ -27,6 +29,8 @@ from revsearch.store.schema import (
 
 if TYPE_CHECKING:
     from revsearch.store.database import Store
+
+COUNTER = 0  # the persons row that holds the next free person id, not a person
 
 
 class PeopleCollections:
@@ -71,17 +75,24 @@ class PeopleCollections:
 
     # -- reads ---------------------------------------------------------------------
     def persons(self) -> list[PersonRow]:
-        return [PERSONS.from_db(r) for r in self._all(PERSONS)]
+        return [PERSONS.from_db(r) for r in self._all(PERSONS) if r["person_id"] != COUNTER]
+
+    def next_free(self, floor: int = 1) -> int:
+        """The next person id never handed out (ids removed by a merge are not
+        reused), at least `floor`; kept in the persons row with id 0."""
+        [row] = self.persons_by_id([COUNTER], counter=True) or [None]
+        return max(row.size if row else 1, floor, 1)
+
+    def set_next_free(self, value: int) -> None:
+        self.put_persons([PersonRow(person_id=COUNTER, name="(next person id)", size=value,
+                                    centroid=np.zeros(self.dim, np.float32))])
 
     def person(self, person_id: int) -> PersonRow | None:
-        if not self.exists():
-            return None
-        with database_errors(self.store.uri):
-            rows = self.client.get(self.names["persons"], ids=[int(person_id)], **READ,
-                                   output_fields=PERSONS.names)
-        return PERSONS.from_db(rows[0]) if rows else None
+        found = self.persons_by_id([int(person_id)])
+        return found[0] if found else None
 
-    def persons_by_id(self, person_ids: Sequence[int]) -> list[PersonRow]:
+    def persons_by_id(self, person_ids: Sequence[int], counter: bool = False) -> list[PersonRow]:
+        person_ids = [p for p in person_ids if counter or int(p) != COUNTER]
         if not self.exists() or not person_ids:
             return []
         out = []
@@ -100,6 +111,16 @@ class PeopleCollections:
             return []
         where = f"person_id in {json.dumps([int(p) for p in person_ids])}"
         return [ASSIGNMENTS.from_db(r) for r in self._query(ASSIGNMENTS, where)]
+
+    def assignments_in(self, media_ids: Sequence[str]) -> list[AssignmentRow]:
+        """The assignments of every face and track of these photos and videos."""
+        if not self.exists() or not media_ids:
+            return []
+        out = []
+        for chunk in _chunks(list(media_ids), 500):
+            out += [ASSIGNMENTS.from_db(r) for r in
+                    self._query(ASSIGNMENTS, f"media_id in {json.dumps(chunk)}")]
+        return out
 
     def assignments_for(self, item_ids: Sequence[str]) -> list[AssignmentRow]:
         if not self.exists() or not item_ids:
