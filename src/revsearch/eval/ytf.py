@@ -208,7 +208,8 @@ def evaluate_ytf(root: Path, settings: Settings, out_dir: Path, people: int = 0,
     pipeline = Pipeline(settings, threads=max(1, settings.workers))
     runs = {"clean": 0} | ({f"occluded_{occlude_frames}of5": occlude_frames}
                            if occlude_frames else {})
-    result: dict = {"pipeline": pipeline.key, "videos": len(videos),
+    result: dict = {"pipeline": pipeline.key, "licence": pipeline.space.licence,
+                    "videos": len(videos),
                     "people": len({v.name for v in videos}), "runs": {}}
     for run, count in runs.items():
         tracked = cached_tracks(videos, pipeline, settings.home / "eval", occlude_frames=count)
