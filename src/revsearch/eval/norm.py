@@ -71,9 +71,7 @@ def choose_params(vectors: np.ndarray, names: np.ndarray) -> dict:
     grid = [{"method": "cosine", **_tars(raw)}]
     sizes = sorted({s for s in COHORT_SIZES if s < len(cohort_pool)} | {len(cohort_pool)})
     for size in sizes:
-        for top_k in TOP_KS:
-            if 2 * top_k > size:
-                continue
+        for top_k in [k for k in TOP_KS if 2 * k <= size] or [max(1, size // 2)]:
             params = NormParams(top_k=top_k, cohort=size)
             cohort = Cohort.sample(cohort_pool, params)
             grid.append({"method": "asnorm", "cohort": size, "top_k": top_k,

@@ -176,6 +176,7 @@ async function search() {
   form.append("k", $("k").value || "12");
   form.append("pipeline", $("pipeline").value);
   form.append("target", $("target").value);
+  if ($("far").value) form.append("far", $("far").value);
   if (q.kind === "video" && state.track !== null) form.append("track", state.track);
   if (q.kind === "image" && state.face !== null) form.append("face", state.face);
   try {
@@ -196,9 +197,7 @@ function renderResults(data) {
     return;
   }
   const who = result.track ? `track ${result.track.index}` : `face ${result.face.index}`;
-  $("results-title").textContent = `Results for ${who}` +
-    (result.threshold === null ? " (no match threshold for this pipeline)" :
-      ` (match threshold ${result.threshold.toFixed(3)})`);
+  $("results-title").textContent = `Results for ${who} (${describeDecision(result.decision)})`;
   for (const h of result.hits) {
     const card = document.createElement("article");
     card.className = "hit" + (h.match ? " match" : "");
@@ -210,11 +209,21 @@ function renderResults(data) {
     card.innerHTML =
       `<a href="${h.media_url}" target="_blank" rel="noopener"><img loading="lazy" alt="${name}" src="${h.thumb_url}"></a>` +
       `<div class="meta"><div class="kind">${h.media_type} #${h.rank}</div>` +
-      `<div>similarity ${h.similarity.toFixed(3)} <span class="verdict">${verdict}</span></div>` +
+      `<div>similarity ${h.similarity.toFixed(3)}` +
+      (h.score === null ? "" : `, ${esc(result.decision.score)} ${h.score.toFixed(2)}`) +
+      ` <span class="verdict">${verdict}</span></div>` +
       (h.label ? `<div class="label">${esc(h.label.replaceAll("_", " "))}</div>` : "") + when +
       `<div><a href="${h.media_url}" target="_blank" rel="noopener">${name}</a></div></div>`;
     grid.appendChild(card);
   }
+}
+
+// How matches were decided: the operating point (FAR and threshold), or why none.
+function describeDecision(d) {
+  if (d.threshold === null) return `no match decision: ${d.note}`;
+  const far = d.far === null ? "threshold set by hand" : `FAR ${d.far}`;
+  const text = `match when ${d.score} ≥ ${d.threshold.toFixed(3)}, ${far}`;
+  return d.note ? `${text}; ${d.note}` : text;
 }
 
 async function browse(label = "") {
@@ -254,7 +263,7 @@ function init() {
     clearTimeout(timer);
     timer = setTimeout(() => browse(e.target.value.replace(/[^A-Za-z0-9 _-]/g, "")), 300);
   });
-  for (const id of ["k", "pipeline", "target"]) $(id).addEventListener("change", () => search());
+  for (const id of ["k", "pipeline", "target", "far"]) $(id).addEventListener("change", () => search());
   window.addEventListener("resize", () => { if (state.query && state.query.kind === "image") drawBoxes(); });
   loadStats();
 }
