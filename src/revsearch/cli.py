@@ -212,8 +212,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.folders:
         result = calibrate.calibrate_folders(settings, Path(args.folders), command=command)
     else:
+        from revsearch.eval.datasets import default_ytf_root
+
         lfw = Path(args.lfw) if args.lfw else default_lfw_root()
-        result = calibrate.calibrate(settings, lfw, command=command)
+        ytf = (Path(args.ytf) if args.ytf else default_ytf_root()) if args.kinds else None
+        result = calibrate.calibrate(settings, lfw, command=command, ytf_root=ytf)
     out = Path(args.out) if args.out else (
         calibration.packaged_dir() if args.package else settings.home / "calibration")
     path = calibration.save(result, out)
@@ -222,7 +225,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     for p in result.points:
         fit, check = p.train, p.test or p.train
         lo, hi = check["far_ci"]
-        print(f"FAR {p.far:g}: threshold {p.threshold:.4f}; where checked "
+        kinds = "".join(f", {k} {t:.4f}" for k, t in p.by_kind.items())
+        print(f"FAR {p.far:g}: threshold {p.threshold:.4f}{kinds}; where checked "
               f"({'held-out pairs' if p.test else 'the fitting pairs'}): FAR {check['far']:.2e} "
               f"(95% interval {lo:.1e} to {hi:.1e}, {check['false_accepts']} of "
               f"{check['n_impostor']} impostor pairs), TAR {check['tar']:.4f} of "
@@ -439,6 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lfw", help="LFW folder with lfw-deepfunneled/ and pairs files")
     p.add_argument("--folders", help="fit on your own photos instead: one folder per "
                                      "person (same folder = same person)")
+    p.add_argument("--kinds", action="store_true",
+                   help="also fit a threshold per video comparison kind (track to track, "
+                        "photo to track) on half of the YouTube Faces people")
+    p.add_argument("--ytf", help="YouTube Faces folder for --kinds")
     p.add_argument("--json", action="store_true", help="print the whole calibration")
     p.add_argument("--out", help="directory for <pipeline>.json (default: HOME/calibration)")
     p.add_argument("--package", action="store_true",

@@ -179,8 +179,13 @@ def _cohort(vectors: dict[Path, np.ndarray], params: NormParams) -> Cohort:
 
 
 def calibrate(settings: Settings, lfw_root: Path, command: str = "",
-              fars: tuple[float, ...] = FARS, norm: NormParams | None = None) -> Calibration:
-    """Fit the thresholds on pairsDevTrain at each FAR; report them on pairsDevTest."""
+              fars: tuple[float, ...] = FARS, norm: NormParams | None = None,
+              ytf_root: Path | None = None) -> Calibration:
+    """Fit the thresholds on pairsDevTrain at each FAR; report them on pairsDevTest.
+
+    With `ytf_root`, each point also gets a threshold per video comparison kind (track
+    to track, photo to track), fitted the same way on the fitting half of the YouTube
+    Faces people whose names are not in DevTrain (`revsearch.eval.far`)."""
     norm = norm or NormParams()
     pipeline = Pipeline(settings, threads=max(1, settings.workers))
     [train_pairs] = read_pairs(lfw_root / "pairsDevTrain.txt")
@@ -195,12 +200,31 @@ def calibrate(settings: Settings, lfw_root: Path, command: str = "",
         train, test, fars,
         _listed_pair_scores(train_vectors, n_train, lfw_root, train_pairs, cohort),
         _listed_pair_scores(test_vectors, n_test, lfw_root, test_pairs, cohort))
+    source = "LFW pairsDevTrain (checked on pairsDevTest)"
+    if ytf_root is not None:
+        _fit_kinds(points, pipeline, settings, lfw_root, ytf_root)
+        source += "; video kinds: half of the YouTube Faces people"
     return Calibration(
         key=pipeline.key, model_sha256=pipeline.space.digest,
-        detector=pipeline.space.detector_name(settings), points=points,
-        source="LFW pairsDevTrain (checked on pairsDevTest)",
+        detector=pipeline.space.detector_name(settings), points=points, source=source,
         norm={**asdict(norm), "cohort_size": len(cohort)}, command=command,
         created=time.strftime("%Y-%m-%d"))
+
+
+def _fit_kinds(points: list[OperatingPoint], pipeline: Pipeline, settings: Settings,
+               lfw_root: Path, ytf_root: Path) -> None:
+    from revsearch.eval.datasets import ytf_videos
+    from revsearch.eval.far import devtrain_names, fit_by_kind, ytf_halves, ytf_population
+    from revsearch.eval.far import ytf_scores as kind_scores
+    from revsearch.eval.ytf import cached_tracks
+
+    tracked = cached_tracks(ytf_videos(ytf_root), pipeline, settings.home / "eval")
+    pop = ytf_population(tracked, pipeline.space.aggregation(settings), settings.prototypes,
+                         devtrain_names(lfw_root))
+    fit_people, _ = ytf_halves(list(pop.names))
+    fitted = fit_by_kind(kind_scores(pop.subset(fit_people), ""), tuple(p.far for p in points))
+    for p in points:
+        p.by_kind = {k: t for k, t in fitted[p.far].items()}
 
 
 def folder_images(root: Path) -> dict[str, list[Path]]:
