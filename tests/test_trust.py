@@ -4,6 +4,7 @@ result, score normalisation, FAR checked per comparison kind, stronger registere
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -55,8 +56,10 @@ def test_cohort_sample_is_uniform_over_a_stream():
 
 # -- decisions in results ------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def rs(indexed):
+    # Closing a Milvus Lite handle stops the process's server for that database, so each
+    # test opens (and closes) its own.
     with revsearch.connect(indexed["db"], home=indexed["home"], workers=2) as handle:
         yield handle
 
@@ -86,6 +89,7 @@ def _calibration_with_norm(home: Path, top_k: int) -> calibration.Calibration:
     """The shipped sface calibration, copied into `home` with its normalisation's top k
     changed (a small index needs a small k)."""
     cal = calibration.load("sface", home)
+    assert cal.norm["exclude_above"] == pytest.approx(cal.point(1e-2).threshold)
     cal.norm = {**cal.norm, "top_k": top_k, "cohort": 2000}
     calibration.save(cal, home / "calibration")
     return cal
@@ -95,11 +99,10 @@ def _calibration_with_norm(home: Path, top_k: int) -> calibration.Calibration:
 def test_normalised_search_carries_the_cosine_and_the_score(indexed, tmp_path):
     home = tmp_path / "home"
     cal = _calibration_with_norm(home, top_k=10)
+    with revsearch.connect(indexed["db"], home=home, workers=2) as plain:
+        [raw] = plain.search(lfw("Tony_Blair", 50), k=8)
     with revsearch.connect(indexed["db"], home=home, workers=2, norm="asnorm") as normed:
         [result] = normed.search(lfw("Tony_Blair", 50), k=8)
-        plain = revsearch.connect(indexed["db"], home=home, workers=2)
-        [raw] = plain.search(lfw("Tony_Blair", 50), k=8)
-        plain.close()
         assert len(normed.cohort()) == normed.stats()["faces"]  # a small index: all of it
     d = result.decision
     assert d.score == "asnorm" and d.far == 1e-3
@@ -143,19 +146,20 @@ def test_uncalibrated_registered_space_says_so_in_every_result(tmp_path, subset_
 
 
 @pytest.mark.slow
-def test_cli_and_json_show_the_decision(indexed):
+def test_cli_and_json_show_the_decision(indexed, tmp_path):
     from conftest import run_cli
 
+    db = str(tmp_path / "copy.db")  # another process: its own copy of the database
+    shutil.copytree(indexed["db"], db)
     env = {"REVSEARCH_HOME": str(indexed["home"]), "REVSEARCH_WORKERS": "2"}
     q = str(lfw("Tony_Blair", 50))
-    text = run_cli("search", q, "--db", indexed["db"], "-k", "3", "--far", "1e-4", env=env)
+    text = run_cli("search", q, "--db", db, "-k", "3", "--far", "1e-4", env=env)
     assert text.returncode == 0, text.stderr
     assert "FAR 0.0001" in text.stdout and "calibrated on LFW" in text.stdout
-    as_json = run_cli("verify", q, str(lfw("Tony_Blair", 51)), "--json", "--db",
-                      indexed["db"], env=env)
+    as_json = run_cli("verify", q, str(lfw("Tony_Blair", 51)), "--json", "--db", db, env=env)
     body = json.loads(as_json.stdout)
     assert body["decision"]["far"] == 1e-3 and body["decision"]["score"] == "cosine"
-    bad = run_cli("search", q, "--db", indexed["db"], "--far", "0.05", env=env)
+    bad = run_cli("search", q, "--db", db, "--far", "0.05", env=env)
     assert bad.returncode != 0 and "invalid choice" in bad.stderr
 
 

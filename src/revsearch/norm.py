@@ -9,8 +9,11 @@ mean and spread of its `top_k` highest cohort cosines, and
 so a pair is scored in standard deviations above what each face gets from its closest
 strangers. The cohort is a sample of the collection's own faces (`Cohort.sample`, taken
 once per open index); a face that is itself in the cohort is left out of its own
-statistics. The threshold on this score comes from the space's calibration, fitted with
-the same method and parameters (`revsearch calibrate`).
+statistics, and so are cohort faces it matches at the loosest calibrated cosine threshold
+(`exclude_above`): a collection holds the query's own other photos, and counting them as
+"strangers" would push down exactly the people it knows best. The threshold on this
+score comes from the space's calibration, fitted with the same method and parameters
+(`revsearch calibrate`).
 
 The `norm` setting turns it on; `docs/results/norm_*.md` measures whether it helps.
 """
@@ -37,6 +40,9 @@ class NormParams:
     top_k: int = 100
     cohort: int = 2000  # faces sampled from the collection
     seed: int = 0
+    # Cohort faces at or above this cosine with the face are taken for the same person
+    # and left out of its statistics (None: keep them).
+    exclude_above: float | None = None
 
     @classmethod
     def from_dict(cls, data: dict) -> NormParams:
@@ -49,6 +55,7 @@ class Cohort:
 
     vectors: np.ndarray  # (n, d) float32
     top_k: int
+    exclude_above: float | None = None
 
     @classmethod
     def sample(cls, rows: Iterable[np.ndarray], params: NormParams) -> Cohort:
@@ -64,7 +71,8 @@ class Cohort:
                 if j < params.cohort:
                     kept[j] = np.asarray(row, np.float32)
         dim = len(kept[0]) if kept else 0
-        return cls(np.stack(kept) if kept else np.zeros((0, dim), np.float32), params.top_k)
+        return cls(np.stack(kept) if kept else np.zeros((0, dim), np.float32), params.top_k,
+                   params.exclude_above)
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -75,14 +83,21 @@ class Cohort:
         return len(self.vectors) >= 2 * self.top_k
 
     def stats(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, std) of each row's `top_k` highest cohort cosines, itself left out."""
+        """(mean, std) of each row's `top_k` highest cohort cosines, itself (and, with
+        `exclude_above`, whoever it matches) left out."""
         x = np.atleast_2d(np.asarray(x, np.float32))
         sims = x @ self.vectors.T
-        sims[sims >= SELF] = -np.inf
+        limit = SELF if self.exclude_above is None else min(SELF, self.exclude_above)
+        sims[sims >= limit] = -np.inf
         k = min(self.top_k, sims.shape[1] - 1)
         top = -np.partition(-sims, k - 1, axis=1)[:, :k]
         top = np.where(np.isfinite(top), top, np.nan)
-        return np.nanmean(top, axis=1), np.maximum(np.nanstd(top, axis=1), 1e-6)
+        empty = np.isnan(top).all(axis=1)
+        top[empty] = 0.0  # no stranger left at all: a neutral centre, flagged by std
+        with np.errstate(invalid="ignore"):
+            mean, std = np.nanmean(top, axis=1), np.nanstd(top, axis=1)
+        std[empty] = 1.0
+        return mean, np.maximum(std, 1e-6)
 
 
 def asnorm(raw: np.ndarray, query: tuple[np.ndarray, np.ndarray],

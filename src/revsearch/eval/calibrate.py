@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -192,10 +192,12 @@ def calibrate(settings: Settings, lfw_root: Path, command: str = "",
     [test_pairs] = read_pairs(lfw_root / "pairsDevTest.txt")
     train_vectors, n_train = _lfw_vectors(pipeline, lfw_root, train_pairs)
     test_vectors, n_test = _lfw_vectors(pipeline, lfw_root, test_pairs)
-    # The cohort comes from the fitting people only, for the check on DevTest as well.
-    cohort = _cohort(train_vectors, norm)
     train = _listed_pair_scores(train_vectors, n_train, lfw_root, train_pairs)
     test = _listed_pair_scores(test_vectors, n_test, lfw_root, test_pairs)
+    # Cohort faces a face matches at the loosest point are not strangers (revsearch.norm).
+    norm = replace(norm, exclude_above=threshold_at_far(train["impostor"], max(fars)))
+    # The cohort comes from the fitting people only, for the check on DevTest as well.
+    cohort = _cohort(train_vectors, norm)
     points = fit_points(
         train, test, fars,
         _listed_pair_scores(train_vectors, n_train, lfw_root, train_pairs, cohort),
@@ -258,11 +260,11 @@ def calibrate_folders(settings: Settings, root: Path, command: str = "",
     if len(set(names)) < 2:
         raise RevsearchError(f"{root}: faces were found in fewer than two person folders")
     matrix = np.stack([vectors[p] for p in kept])
-    norm = norm or NormParams()
-    cohort = Cohort.sample(matrix, norm)
     info = {"images": len(paths), "no_face": len(paths) - len(kept),
             "people": len(set(names))}
     genuine, impostor = all_pair_scores(matrix, names)
+    norm = replace(norm or NormParams(), exclude_above=threshold_at_far(impostor, max(fars)))
+    cohort = Cohort.sample(matrix, norm)
     scores = {"genuine": genuine, "impostor": impostor, **info}
     norm_scores = None
     if cohort.usable:

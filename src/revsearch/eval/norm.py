@@ -12,6 +12,10 @@
 4. False matches per query as the gallery grows: LFW galleries of 1k, 5k and all images
    (labelled face of each image), DevTest images as queries; the cohort is a sample of
    the gallery itself, as the product takes it from the collection.
+
+Two AS-norm variants: `asnorm` leaves out of a face's cohort statistics the cohort faces
+it matches at the loosest cosine point (FAR 1e-2, fitted on DevTrain), as the product
+does; `asnorm_keeping_matches` keeps them (plain AS-norm).
 """
 
 from __future__ import annotations
@@ -63,7 +67,8 @@ def listed(g, pairs_file: Path) -> np.ndarray:
                      in want])
 
 
-def choose_params(vectors: np.ndarray, names: np.ndarray) -> dict:
+def choose_params(vectors: np.ndarray, names: np.ndarray,
+                  exclude_above: float | None = None) -> dict:
     """Grid over cohort size and top k on DevTrain (cohort half / pairs half)."""
     half = np.array([_half(n) for n in names])
     cohort_pool, pairs_v, pairs_n = vectors[half == 0], vectors[half == 1], names[half == 1]
@@ -72,7 +77,7 @@ def choose_params(vectors: np.ndarray, names: np.ndarray) -> dict:
     sizes = sorted({s for s in COHORT_SIZES if s < len(cohort_pool)} | {len(cohort_pool)})
     for size in sizes:
         for top_k in [k for k in TOP_KS if 2 * k <= size] or [max(1, size // 2)]:
-            params = NormParams(top_k=top_k, cohort=size)
+            params = NormParams(top_k=top_k, cohort=size, exclude_above=exclude_above)
             cohort = Cohort.sample(cohort_pool, params)
             grid.append({"method": "asnorm", "cohort": size, "top_k": top_k,
                          **_tars(_pairs(pairs_v, pairs_n, cohort))})
@@ -91,13 +96,15 @@ def _tars(scores: dict) -> dict:
     return out
 
 
-def held_out(train_v, train_n, test_v, test_n, params: NormParams) -> dict:
-    """Thresholds fitted on DevTrain, measured on DevTest: raw and AS-norm."""
-    cohort = Cohort.sample(train_v, params)
-    out: dict = {"cohort": len(cohort), "points": []}
-    fitted = {m: _pairs(train_v, train_n, c) for m, c in (("cosine", None), ("asnorm", cohort))}
-    tested = {m: _pairs(test_v, test_n, c) for m, c in (("cosine", None), ("asnorm", cohort))}
-    for method in ("cosine", "asnorm"):
+def held_out(train_v, train_n, test_v, test_n, variants: dict) -> dict:
+    """Thresholds fitted on DevTrain, measured on DevTest: raw and each AS-norm variant
+    (cohort: DevTrain images)."""
+    cohorts = {m: None if p is None else Cohort.sample(train_v, p) for m, p in variants.items()}
+    out: dict = {"cohort": max(len(c) for c in cohorts.values() if c is not None),
+                 "points": []}
+    fitted = {m: _pairs(train_v, train_n, c) for m, c in cohorts.items()}
+    tested = {m: _pairs(test_v, test_n, c) for m, c in cohorts.items()}
+    for method in variants:
         for far in FARS:
             t = threshold_at_far(fitted[method]["impostor"], far)
             r = rates(tested[method]["genuine"], tested[method]["impostor"], t)
@@ -108,8 +115,8 @@ def held_out(train_v, train_n, test_v, test_n, params: NormParams) -> dict:
     return out
 
 
-def ytf_norm(tracked, aggregation: str, prototypes: int, cohort: Cohort,
-             splits: Path) -> dict:
+def ytf_norm(tracked, aggregation: str, prototypes: int, cohort_pool: np.ndarray,
+             variants: dict, splits: Path) -> dict:
     from revsearch.eval.ytf import retrieval, verification
     from revsearch.video.track import aggregate
 
@@ -119,9 +126,13 @@ def ytf_norm(tracked, aggregation: str, prototypes: int, cohort: Cohort,
     names = np.array([t.video.name for t in kept])
     keys = [t.video.key for t in kept]
     raw = desc @ desc.T
-    stats = cohort.stats(desc)
     out = {}
-    for method, scores in (("cosine", raw), ("asnorm", asnorm(raw, stats, stats))):
+    for method, params in variants.items():
+        if params is None:
+            scores = raw
+        else:
+            stats = Cohort.sample(cohort_pool, params).stats(desc)
+            scores = asnorm(raw, stats, stats)
         ret = retrieval(scores, names, exclude=np.arange(len(names)))
         ver = verification(scores, keys, splits) if splits.is_file() else {}
         out[method] = {"videos": len(kept), "rank1": ret["rank1"], "mAP": ret["mAP"],
@@ -129,30 +140,32 @@ def ytf_norm(tracked, aggregation: str, prototypes: int, cohort: Cohort,
     return out
 
 
-def growth(g, queries: np.ndarray, train_v, train_n, params: NormParams,
+def growth(g, queries: np.ndarray, train_v, train_n, variants: dict,
            seed: int = 0) -> list[dict]:
     """False and true matches per query as the gallery grows (nested random subsets)."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(g.paths))
     vectors, labels = g.queries, g.labels
-    fit_cohort = Cohort.sample(train_v, params)
-    raw_fit = _pairs(train_v, train_n, None)
-    norm_fit = _pairs(train_v, train_n, fit_cohort)
-    thresholds = {("cosine", far): threshold_at_far(raw_fit["impostor"], far) for far in FARS}
-    thresholds |= {("asnorm", far): threshold_at_far(norm_fit["impostor"], far)
-                   for far in FARS}
+    thresholds = {}
+    for method, params in variants.items():
+        fit = _pairs(train_v, train_n,
+                     None if params is None else Cohort.sample(train_v, params))
+        thresholds |= {(method, far): threshold_at_far(fit["impostor"], far) for far in FARS}
     out = []
     sizes = sorted({min(s, len(order)) if s else len(order) for s in GALLERY_SIZES})
     for size in sizes:
         members = np.sort(order[:size])
         gallery = vectors[members]
-        cohort = Cohort.sample(gallery, params)
         q = vectors[queries]
         raw = q @ gallery.T
-        normed = asnorm(raw, cohort.stats(q), cohort.stats(gallery))
         itself = members[None, :] == queries[:, None]
         same = labels[members][None, :] == labels[queries][:, None]
-        for method, scores in (("cosine", raw), ("asnorm", normed)):
+        for method, params in variants.items():
+            if params is None:
+                scores = raw
+            else:  # the cohort is the gallery itself, as the product takes it
+                cohort = Cohort.sample(gallery, params)
+                scores = asnorm(raw, cohort.stats(q), cohort.stats(gallery))
             for far in FARS:
                 accepted = (scores >= thresholds[(method, far)]) & ~itself
                 false = (accepted & ~same).sum(axis=1)
@@ -180,8 +193,12 @@ def evaluate_norm(lfw_root: Path, settings: Settings, out_dir: Path, db: str,
     test = listed(g, lfw_root / "pairsDevTest.txt")
     train_v, train_n = g.queries[train], g.labels[train]
     test_v, test_n = g.queries[test], g.labels[test]
-    chosen = choose_params(train_v, train_n)
-    params = replace(NormParams(), **chosen["chosen"])
+    # Cohort faces matched at the loosest cosine point are not strangers (revsearch.norm).
+    loose = threshold_at_far(_pairs(train_v, train_n, None)["impostor"], max(FARS))
+    chosen = choose_params(train_v, train_n, loose)
+    params = replace(NormParams(), **chosen["chosen"], exclude_above=loose)
+    variants = {"cosine": None, "asnorm": params,
+                "asnorm_keeping_matches": replace(params, exclude_above=None)}
     ytf_root = ytf_root or default_ytf_root()
     pipeline = Pipeline(settings, threads=max(1, settings.workers), space=space)
     tracked = cached_tracks(ytf_videos(ytf_root), pipeline, settings.home / "eval")
@@ -190,10 +207,10 @@ def evaluate_norm(lfw_root: Path, settings: Settings, out_dir: Path, db: str,
     result = {
         "pipeline": space.key, "licence": space.licence, "params": asdict(params),
         "selection": chosen,
-        "held_out": held_out(train_v, train_n, test_v, test_n, params),
+        "held_out": held_out(train_v, train_n, test_v, test_n, variants),
         "ytf": ytf_norm(tracked, space.aggregation(settings), settings.prototypes,
-                        Cohort.sample(train_v[not_ytf], params), ytf_root / "splits.txt"),
-        "growth": growth(g, test, train_v, train_n, params),
+                        train_v[not_ytf], variants, ytf_root / "splits.txt"),
+        "growth": growth(g, test, train_v, train_n, variants),
         "seconds": round(time.monotonic() - started, 1), "command": command,
         "created": time.strftime("%Y-%m-%d"),
     }

@@ -290,7 +290,10 @@ def norm_markdown(out: Path, result: dict) -> Path:
              f"{sel['pair_images']} images whose every pair is scored "
              f"({sel['pairs']['genuine']} genuine, {sel['pairs']['impostor']} impostor). "
              f"Chosen (best mean TAR at FAR 1e-3 and 1e-4): cohort {params['cohort']}, "
-             f"top {params['top_k']}.", "",
+             f"top {params['top_k']}. `asnorm` (as shipped) leaves out of a face's cohort "
+             "statistics the cohort faces it matches at the loosest cosine point "
+             f"(cosine >= {params['exclude_above']:.4f}, FAR 1e-2 on DevTrain); "
+             "`asnorm_keeping_matches` is plain AS-norm.", "",
              "| method | cohort | top k | TAR @ 1e-3 | TAR @ 1e-4 |", "|---|---|---|---|---|"]
     for r in sel["grid"]:
         lines.append(f"| {r['method']} | {r.get('cohort', '-')} | {r.get('top_k', '-')} | "
