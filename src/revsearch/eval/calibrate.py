@@ -174,6 +174,21 @@ def _summary(scores: dict | None, threshold: float) -> dict:
     return out
 
 
+def _norm_params(vectors: dict[Path, np.ndarray], loose: float,
+                 given: NormParams | None) -> NormParams:
+    """AS-norm parameters: cohort faces a face matches at the loosest point (`loose`) are
+    not strangers (revsearch.norm); cohort size and top k as given, or chosen on these
+    (DevTrain) images by `revsearch.eval.norm.choose_params`."""
+    if given is not None:
+        return replace(given, exclude_above=loose)
+    from revsearch.eval.norm import choose_params
+
+    kept = sorted(vectors)
+    chosen = choose_params(np.stack([vectors[p] for p in kept]),
+                           np.array([p.parent.name for p in kept]), loose)["chosen"]
+    return replace(NormParams(), **chosen, exclude_above=loose)
+
+
 def _cohort(vectors: dict[Path, np.ndarray], params: NormParams) -> Cohort:
     return Cohort.sample((vectors[p] for p in sorted(vectors)), params)
 
@@ -183,10 +198,12 @@ def calibrate(settings: Settings, lfw_root: Path, command: str = "",
               ytf_root: Path | None = None) -> Calibration:
     """Fit the thresholds on pairsDevTrain at each FAR; report them on pairsDevTest.
 
+    The normalisation's cohort size and top k are chosen on DevTrain as `revsearch eval
+    norm` chooses them, unless `norm` gives them.
+
     With `ytf_root`, each point also gets a threshold per video comparison kind (track
     to track, photo to track), fitted the same way on the fitting half of the YouTube
     Faces people whose names are not in DevTrain (`revsearch.eval.far`)."""
-    norm = norm or NormParams()
     pipeline = Pipeline(settings, threads=max(1, settings.workers))
     [train_pairs] = read_pairs(lfw_root / "pairsDevTrain.txt")
     [test_pairs] = read_pairs(lfw_root / "pairsDevTest.txt")
@@ -194,8 +211,7 @@ def calibrate(settings: Settings, lfw_root: Path, command: str = "",
     test_vectors, n_test = _lfw_vectors(pipeline, lfw_root, test_pairs)
     train = _listed_pair_scores(train_vectors, n_train, lfw_root, train_pairs)
     test = _listed_pair_scores(test_vectors, n_test, lfw_root, test_pairs)
-    # Cohort faces a face matches at the loosest point are not strangers (revsearch.norm).
-    norm = replace(norm, exclude_above=threshold_at_far(train["impostor"], max(fars)))
+    norm = _norm_params(train_vectors, threshold_at_far(train["impostor"], max(fars)), norm)
     # The cohort comes from the fitting people only, for the check on DevTest as well.
     cohort = _cohort(train_vectors, norm)
     points = fit_points(

@@ -164,14 +164,14 @@ def measure(scores: Scores, thresholds: dict[float, float]) -> list[dict]:
 def verdict(measured: float, ci: list[float], stated: float) -> str:
     """Whether a measured FAR is within 2x of the stated one, as far as its interval
     tells: "within 2x", "over 2x" / "under 2x" (the interval says so too), or
-    "too few pairs" (the point is outside but the interval reaches inside)."""
+    "borderline" (the point is outside but the interval reaches inside)."""
     if stated / 2 <= measured <= 2 * stated:
         return "within 2x"
     if ci[0] > 2 * stated:
         return "over 2x"
     if ci[1] < stated / 2:
         return "under 2x"
-    return "too few pairs"
+    return "borderline"
 
 
 def fit_by_kind(fit: list[Scores], fars: tuple[float, ...] = FARS) -> dict[float, dict]:

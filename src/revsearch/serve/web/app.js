@@ -222,7 +222,10 @@ function renderResults(data) {
 function describeDecision(d) {
   if (d.threshold === null) return `no match decision: ${d.note}`;
   const far = d.far === null ? "threshold set by hand" : `FAR ${d.far}`;
-  const text = `match when ${d.score} ≥ ${d.threshold.toFixed(3)}, ${far}`;
+  const kinds = Object.entries(d.by_kind || {})
+    .map(([k, t]) => `${k.replace("_", "-")} ${t.toFixed(3)}`).join(", ");
+  const text = `match when ${d.score} ≥ ${d.threshold.toFixed(3)}` +
+    (kinds ? ` (video comparisons: ${kinds})` : "") + `, ${far}`;
   return d.note ? `${text}; ${d.note}` : text;
 }
 
