@@ -101,7 +101,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     settings = load_settings(progress=False)
-    threshold = space_for(settings).calibration(settings.home).threshold
+    threshold = space_for(settings).calibration(settings.home).point(settings.far).threshold
     desc, videos = mean_descriptors(Path(args.ytf), args.people, flip=False)
     names = np.array([v.name for v in videos])
     keys = [v.key for v in videos]

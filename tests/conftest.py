@@ -55,6 +55,36 @@ def copy_people(images: Path, people: list[str] | tuple[str, ...], per_person: i
     return images
 
 
+def mini_dev_lfw(dest: Path, people: int = 24, per_person: int = 4) -> Path:
+    """An LFW-shaped root with the first `per_person` photos of `people` DevTrain and
+    `people` DevTest people (those with enough photos), and dev pairs files over them:
+    every genuine pair of consecutive photos, as many impostor pairs."""
+    require_data()
+    from revsearch.eval.datasets import read_pairs
+
+    for split in ("DevTrain", "DevTest"):
+        [pairs] = read_pairs(LFW_ROOT / f"pairs{split}.txt")
+        names = sorted({n for p in pairs for n in (p.name1, p.name2)
+                        if len(list((LFW / n).glob("*.jpg"))) >= per_person})[:people]
+        copy_people(dest / "lfw-deepfunneled", names, per_person)
+        same = [f"{n}\t{i}\t{i + 1}" for n in names for i in range(1, per_person)]
+        diff = [f"{a}\t1\t{b}\t2" for a, b in zip(names, names[1:] + names[:1], strict=True)]
+        diff = (diff * (len(same) // len(diff) + 1))[:len(same)]
+        (dest / f"pairs{split}.txt").write_text(f"{len(same)}\n" + "\n".join(same + diff) + "\n")
+    return dest
+
+
+def mini_ytf(dest: Path, people: int = 8) -> Path:
+    """A YouTube Faces root (no splits.txt) linking the videos of `people` people."""
+    source = DATA / "ytf" / "aligned_images_DB"
+    if not source.is_dir():
+        pytest.skip(f"YouTube Faces not found at {source}")
+    (dest / "aligned_images_DB").mkdir(parents=True)
+    for person in sorted(p for p in source.iterdir() if p.is_dir())[:people]:
+        (dest / "aligned_images_DB" / person.name).symlink_to(person)
+    return dest
+
+
 def build_subset(dest: Path, extra_people: int = 30) -> Path:
     """Copy a fixed LFW subset (about 100 images) into `dest`, LFW layout kept."""
     for name, n in MANY.items():

@@ -63,6 +63,22 @@ def test_search_upload_and_pick_a_face(client, collage):
     assert media.status_code == 200 and media.content == Path(hit["path"]).read_bytes()
 
 
+def test_search_states_its_operating_point(client, collage):
+    with open(collage, "rb") as fh:
+        default = client.post("/api/search", files={"file": ("c.jpg", fh, "image/jpeg")},
+                              data={"k": "5"}).json()
+    d = default["results"][0]["decision"]
+    assert (d["far"], d["score"]) == (0.001, "cosine") and "LFW" in d["source"]
+    qid = default["query"]["id"]
+    strict = client.post("/api/search", data={"query": qid, "k": "5", "far": "0.0001"}).json()
+    s = strict["results"][0]["decision"]
+    assert s["far"] == 0.0001 and s["threshold"] > d["threshold"]
+    assert strict["results"][0]["threshold"] == s["threshold"]
+    bad = client.post("/api/search", data={"query": qid, "far": "0.5"})
+    assert bad.status_code == 400 and "not an operating point" in bad.text
+    assert client.get("/api/stats").json()["far"] == 0.001
+
+
 def test_faces_of_an_uploaded_query(client, collage):
     posted = client.post("/api/queries", files={"file": ("c.jpg", collage.read_bytes())}).json()
     again = client.get("/api/faces", params={"query": posted["id"]}).json()

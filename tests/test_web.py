@@ -134,6 +134,11 @@ def test_upload_click_second_face(page, server, collage):
     assert cards.count() >= 5
     first = page.locator("#results .hit").first
     assert "match" in first.inner_text() and "Tony Blair" in first.inner_text()
+    # The operating point is stated, and the strictness selector changes it.
+    assert "FAR 0.001" in page.locator("#results-title").inner_text()
+    page.select_option("#far", "0.0001")
+    _until(page, "() => document.querySelector('#results-title').textContent"
+                 ".includes('FAR 0.0001')")
     # The thumbnail (the matching face boxed, drawn by the server) arrives and decodes.
     _until(page, "() => { const i = document.querySelector('#results .hit img');"
                  " return i && i.complete && i.naturalWidth > 0; }")

@@ -33,6 +33,7 @@ from revsearch.faces.detect import Face
 from revsearch.faces.pipeline import Pipeline, VideoAnalysis
 from revsearch.ingest import IngestReport, Problem, run_ingest
 from revsearch.listing import MediaItem, get_media, list_media
+from revsearch.norm import Cohort, NormParams, asnorm
 from revsearch.people import (
     DEFAULT_METHOD,
     ClusterReport,
@@ -44,8 +45,10 @@ from revsearch.people import (
 )
 from revsearch.query import Query, Source, load
 from revsearch.search import (
+    Judge,
     QueryFace,
     QueryTrack,
+    Scorer,
     SearchResult,
     Verification,
     describe_faces,
@@ -56,7 +59,8 @@ from revsearch.search import (
     similarity,
 )
 from revsearch.spaces import Registry, Space, space_for
-from revsearch.store import SpaceCollections, Store, image_id_for
+from revsearch.spaces.calibration import FARS, Calibration, Decision
+from revsearch.store import FaceHit, SpaceCollections, Store, image_id_for
 from revsearch.video.track import Track
 
 log = logging.getLogger(__name__)
@@ -71,7 +75,8 @@ class RevSearch:
         self.store = Store(settings.db_uri)
         self._pipeline: Pipeline | None = None
         self._collection: SpaceCollections | None = None
-        self._threshold: tuple[float | None] | None = None
+        self._calibration: tuple[Calibration | None] | None = None
+        self._cohort: Cohort | None = None
         self._checked = False
         self._book: PeopleBook | None = None
 
@@ -184,10 +189,11 @@ class RevSearch:
             return self.pipeline.embedder.embed(q.image, [faces[i] for i in chosen])
 
     def verify(self, a: Query | Source, b: Query | Source, *, face_a: int | None = None,
-               face_b: int | None = None) -> Verification:
+               face_b: int | None = None, far: float | None = None) -> Verification:
         """Whether photos `a` and `b` show the same person: the similarity of one face
         of each (the largest unless `face_a` / `face_b` say), and the decision against
-        the calibrated threshold (`match` is None when none is known).
+        the calibrated threshold of the operating point `far` (default: the `far`
+        setting); `decision` says which, and `match` is None when none is known.
 
         The threshold is set for a low false-match rate on LFW, so a "no match" between
         two poor photos of one person is more likely than a wrong "match". Raises
@@ -203,10 +209,17 @@ class RevSearch:
                 chosen.append((q.name, describe_faces(faces)[i], vector))
         (name_a, desc_a, u), (name_b, desc_b, v) = chosen
         score = similarity(u, v, self.pipeline.metric)
-        threshold = self.threshold()
-        return Verification(round(score, 5), threshold,
-                            None if threshold is None else score >= threshold,
-                            name_a, name_b, desc_a, desc_b)
+        decision = self.decision(far)
+        normalised = None
+        if decision.score != "cosine":
+            stats = self.cohort()
+            normalised = round(float(asnorm(np.array([[score]]), stats.stats(u[None]),
+                                            stats.stats(v[None]))[0, 0]), 5)
+        judged = score if normalised is None else normalised
+        return Verification(round(score, 5), decision.threshold,
+                            None if decision.threshold is None else judged >= decision.threshold,
+                            name_a, name_b, desc_a, desc_b, decision=decision,
+                            score=normalised)
 
     def track(self, video: str | os.PathLike) -> VideoAnalysis:
         """Sample a video file or frame folder and follow every face through it."""
@@ -215,7 +228,8 @@ class RevSearch:
 
     def search(self, query: Query | Source, k: int = 10, *, face: int | None = None,
                all_faces: bool = False, track: int | None = None, all_tracks: bool = False,
-               target: str = "all", include_query: bool = False) -> list[SearchResult]:
+               target: str = "all", include_query: bool = False,
+               far: float | None = None) -> list[SearchResult]:
         """The k images and videos that best match the person of interest in `query`.
 
         `query` is a `Query` or anything `query()` takes: a photo (path, bytes or BGR
@@ -230,20 +244,26 @@ class RevSearch:
         `match` against the calibrated threshold and, for videos, the time span where
         the person is seen. A query that is itself in the index is left out of its own
         results unless `include_query`. Raises NoFaceError when the query shows no face.
+
+        Matches are decided at the operating point `far` (default: the `far` setting);
+        each result's `decision` says at which FAR and threshold, and on which score
+        (with the `norm` setting, hits carry the normalised `score` beside the cosine).
         """
         self.check()
+        decision = self.decision(far)
+        judge = Judge(decision, self._scorer() if decision.score != "cosine" else None)
         with self._as_query(query) as q:
             exclude = "" if include_query else q.digest
             if q.kind == "video":
                 results = search_tracks(self.collection, self.pipeline, self._tracks(q),
                                         k=k, track=track, all_tracks=all_tracks,
-                                        target=target, exclude_hash=exclude,
-                                        threshold=self.threshold(), query_name=q.name)
+                                        target=target, exclude_hash=exclude, judge=judge,
+                                        query_name=q.name)
             else:
                 results = search_faces(self.collection, self.pipeline, q.image, k=k,
                                        face=face, all_faces=all_faces, target=target,
-                                       exclude_hash=exclude, threshold=self.threshold(),
-                                       query_name=q.name, detected=self._detected(q))
+                                       exclude_hash=exclude, judge=judge, query_name=q.name,
+                                       detected=self._detected(q))
         annotate_persons(self.book, results)
         return results
 
@@ -345,24 +365,70 @@ class RevSearch:
             self._checked = True
 
     def threshold(self) -> float | None:
-        """The match threshold: a setting if given, else the stored calibration."""
-        if self.settings.threshold is not None:
-            return self.settings.threshold
-        if self._threshold is None:
+        """The match threshold of the `far` setting's operating point (see `decision`)."""
+        return self.decision().threshold
+
+    def calibration(self) -> Calibration | None:
+        """The space's stored calibration (read once), if fitted with its model files."""
+        if self._calibration is None:
             found = self.space.calibration(self.settings.home)
             if found is None and self.space.decides:
                 log.warning("no calibration for %s: run `revsearch calibrate --space %s` or "
                             "pass --threshold; results carry no match decision",
                             self.space.key, self.space.name)
-            self._threshold = (found.threshold if found else None,)
-        return self._threshold[0]
+            self._calibration = (found,)
+        return self._calibration[0]
+
+    def decision(self, far: float | None = None) -> Decision:
+        """How matches are decided: the calibrated threshold at the operating point `far`
+        (default: the `far` setting), on the cosine or, with the `norm` setting and a
+        calibration fitted with it, on the normalised score; or why there is no decision.
+        A `threshold` setting overrides the calibration (on the score in use)."""
+        if far is not None and not any(abs(far - f) <= 1e-9 * f for f in FARS):
+            raise ValueError(f"far {far:g} is not an operating point; choose from "
+                             f"{', '.join(f'{f:g}' for f in FARS)}")
+        return decide(self.space, self.calibration(), self.settings,
+                      self.settings.far if far is None else far, self._cohort_usable)
+
+    def cohort(self) -> Cohort:
+        """The normalisation cohort: a sample of this collection's faces, taken once per
+        open index (new faces indexed meanwhile join it when the index is reopened)."""
+        if self._cohort is None:
+            cal = self.calibration()
+            params = NormParams.from_dict(cal.norm) if cal and cal.norm else NormParams()
+            rows = (np.asarray(r["embedding"], np.float32)
+                    for r in self.collection.all_faces(with_embeddings=True))
+            self._cohort = Cohort.sample(rows, params)
+            log.info("normalisation cohort: %d faces of %s", len(self._cohort), self.space.key)
+        return self._cohort
+
+    def _cohort_usable(self) -> tuple[bool, str]:
+        cohort = self.cohort()
+        if cohort.usable:
+            return True, ""
+        return False, (f"{self.settings.norm} needs at least {2 * cohort.top_k} indexed "
+                       f"faces as its cohort, and this index holds {len(cohort)}")
+
+    def _scorer(self) -> Scorer:
+        """Normalised scores of a query's hits against the cohort (`Judge`)."""
+        cohort = self.cohort()
+
+        def score(vectors: np.ndarray, hits: list[FaceHit]) -> np.ndarray:
+            stored = self.collection.embeddings(hits)
+            mean_q, std_q = cohort.stats(vectors)
+            query_stats = (np.array([mean_q.mean()]), np.array([std_q.mean()]))
+            raw = np.array([[h.similarity for h in hits]])
+            return asnorm(raw, query_stats, cohort.stats(stored))[0]
+
+        return score
 
     def stats(self) -> dict:
         counts = self.collection.count()
         return {"db": self.settings.db_uri, "backend": "lite" if self.store.is_lite else "server",
                 "pipeline": self.space.key,
                 "detector": self.space.detector_name(self.settings),
-                "threshold": self.threshold(), **counts}
+                "threshold": self.threshold(), "far": self.decision().far,
+                "norm": self.settings.norm, **counts}
 
     @contextmanager
     def _as_query(self, source: Query | Source) -> Iterator[Query]:
@@ -397,6 +463,38 @@ class RevSearch:
         if query.kind != "image":
             raise MediaError(f"{verb} takes a photo, and {query.name} is a video: "
                              f"`faces` lists its face tracks, `search` finds them")
+
+
+def decide(space: Space, calibration: Calibration | None, settings: Settings, far: float,
+           cohort_usable=lambda: (True, "")) -> Decision:
+    """The `Decision` for `space` at the operating point `far` (see `RevSearch.decision`)."""
+    scored, fallback = ("cosine" if settings.norm == "none" else settings.norm), ""
+    if scored != "cosine":
+        usable, why = cohort_usable()
+        if not usable:
+            scored, fallback = "cosine", f"{why}: decided on the cosine"
+    if settings.threshold is not None:
+        return Decision(None, settings.threshold, scored, "the threshold setting",
+                        "a threshold set by hand: its false-accept rate is not known")
+    if not space.decides:
+        return Decision(None, None, "cosine" if space.metric != "L2" else "minus L2",
+                        note=f"{space.key} only ranks: no match decision")
+    if calibration is None:
+        return Decision(None, None, "cosine", note=(
+            f"{space.key} is not calibrated: no match decision (run `revsearch calibrate "
+            f"--space {space.name}`, on LFW or on your own folders with --folders)"))
+    point = calibration.point(far)
+    if point is None:
+        have = ", ".join(f"{f:g}" for f in calibration.fars)
+        return Decision(None, None, "cosine", calibration.source, note=(
+            f"the calibration of {space.key} has no operating point at FAR {far:g} "
+            f"(it has {have}): no match decision"))
+    if scored != "cosine" and point.norm_threshold is None:
+        scored, fallback = "cosine", (f"the calibration of {space.key} was fitted without "
+                                      f"{settings.norm}: decided on the cosine")
+    normalised = scored != "cosine"
+    return Decision(far, point.threshold_for("photo", normalised), scored, calibration.source,
+                    fallback, {} if normalised else dict(point.by_kind))
 
 
 def open_collection(store: Store, space: Space, settings: Settings,

@@ -168,10 +168,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         f = result.face
         if rs.space.metric == "L2":
             note = "whole image; score = minus the L2 distance, no match threshold"
-        elif result.threshold is None:
-            note = "cosine similarity; no calibrated threshold"
         else:
-            note = f"cosine similarity; match threshold {result.threshold:.3f}"
+            note = describe_decision(result.decision)
         if result.track is not None:
             t = result.track
             print(f"query {result.query} track {t.index} ({t.start:.1f}-{t.end:.1f} s, "
@@ -188,7 +186,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                 label += f"  (person {h.person_id}{': ' + h.person if h.person else ''})"
             where = (f"track {h.face_index} at {h.start:.1f}-{h.end:.1f} s (frame {h.frame})"
                      if h.media_type == "video" else f"face {h.face_index}")
-            print(f"{h.rank:3d}  {h.similarity:6.3f}  {verdict:8s}  {h.path}  "
+            score = "" if h.score is None else f"{h.score:7.2f}  "
+            print(f"{h.rank:3d}  {h.similarity:6.3f}  {score}{verdict:8s}  {h.path}  "
                   f"{where} box {[round(v) for v in h.box]}{label}")
     return 0
 
@@ -270,6 +269,18 @@ def cmd_people(args: argparse.Namespace) -> int:
     return 0
 
 
+def describe_decision(d) -> str:
+    """One line on how matches were decided: the operating point, or why none."""
+    if d.threshold is None:
+        return f"cosine similarity; no match decision: {d.note}"
+    what = "cosine similarity" if d.score == "cosine" else f"cosine, then {d.score} score"
+    point = f"FAR {d.far:g}" if d.far is not None else "FAR unknown"
+    kinds = "".join(f", {k} {t:.3f}" for k, t in d.by_kind.items())
+    text = f"{what}; match at {d.score} >= {d.threshold:.3f}{kinds} ({point}"
+    text += f", calibrated on {d.source})" if d.source and d.far is not None else ")"
+    return text + (f"; {d.note}" if d.note else "")
+
+
 def cmd_faces(args: argparse.Namespace) -> int:
     with api.connect(**_settings(args)) as rs:
         faces = rs.faces(args.query)
@@ -296,13 +307,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(asdict(v), indent=2))
         return 0
-    if v.match is None:
-        verdict = "no calibrated threshold: no decision"
-    else:
-        verdict = (f"{'same person' if v.match else 'different people'} "
-                   f"(threshold {v.threshold:.3f})")
-    print(f"similarity {v.similarity:.3f}: {verdict}; compared face {v.face_a.index} of "
-          f"{v.a} and face {v.face_b.index} of {v.b}")
+    verdict = {None: "no decision", True: "same person", False: "different people"}[v.match]
+    score = "" if v.score is None else f", {v.decision.score} {v.score:.2f}"
+    print(f"similarity {v.similarity:.3f}{score}: {verdict}; compared face {v.face_a.index} "
+          f"of {v.a} and face {v.face_b.index} of {v.b}")
+    print(f"  ({describe_decision(v.decision)})")
     return 0
 
 
@@ -331,14 +340,33 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from revsearch.spaces import calibration
 
     settings = config.load_settings(**_settings(args))
-    lfw = Path(args.lfw) if args.lfw else default_lfw_root()
-    command = "revsearch calibrate " + " ".join(sys.argv[2:])
-    result = calibrate.calibrate(settings, lfw, args.far, command=command.strip())
+    command = ("revsearch calibrate " + " ".join(sys.argv[2:])).strip()
+    if args.folders:
+        result = calibrate.calibrate_folders(settings, Path(args.folders), command=command)
+    else:
+        from revsearch.eval.datasets import default_ytf_root
+
+        lfw = Path(args.lfw) if args.lfw else default_lfw_root()
+        ytf = (Path(args.ytf) if args.ytf else default_ytf_root()) if args.kinds else None
+        result = calibrate.calibrate(settings, lfw, command=command, ytf_root=ytf)
     out = Path(args.out) if args.out else (
         calibration.packaged_dir() if args.package else settings.home / "calibration")
     path = calibration.save(result, out)
-    print(json.dumps(asdict(result), indent=2))
-    print(f"written to {path}")
+    if args.json:
+        print(json.dumps(asdict(result), indent=2))
+    for p in result.points:
+        fit, check = p.train, p.test or p.train
+        lo, hi = check["far_ci"]
+        kinds = "".join(f", {k} {t:.4f}" for k, t in p.by_kind.items())
+        print(f"FAR {p.far:g}: threshold {p.threshold:.4f}{kinds}; where checked "
+              f"({'held-out pairs' if p.test else 'the fitting pairs'}): FAR {check['far']:.2e} "
+              f"(95% interval {lo:.1e} to {hi:.1e}, {check['false_accepts']} of "
+              f"{check['n_impostor']} impostor pairs), TAR {check['tar']:.4f} of "
+              f"{check['n_genuine']} genuine pairs")
+        if calibrate.too_few_impostors(p):
+            print(f"  warning: {fit['n_impostor']} impostor pairs cannot show a FAR of "
+                  f"{p.far:g}: add photos of more people for this operating point")
+    print(f"calibrated {result.key} on {result.source}; written to {path}")
     return 0
 
 
@@ -372,6 +400,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
         result = evaluate_video.evaluate_ytf(ytf, settings, out, people=args.people,
                                              occlude_frames=args.occlude, command=command)
         print((out / f"ytf_{result['pipeline']}.md").read_text())
+        return 0
+    if args.task == "far":
+        from revsearch.eval import far
+
+        ytf = Path(args.ytf) if args.ytf else None
+        result = far.evaluate_far(lfw, settings, out, _eval_db(settings), ytf, command)
+        print((out / f"far_{result['pipeline']}.md").read_text())
+        return 0
+    if args.task == "norm":
+        from revsearch.eval import norm
+
+        ytf = Path(args.ytf) if args.ytf else None
+        result = norm.evaluate_norm(lfw, settings, out, _eval_db(settings), ytf, command)
+        print((out / f"norm_{result['pipeline']}.md").read_text())
         return 0
     if args.task == "occlusion":
         result = evaluate.evaluate_occlusion(lfw, settings, out, _eval_db(settings),
@@ -435,7 +477,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     for r in rows:
         cal = r["calibration"]
-        status = (f"calibrated: threshold {cal['threshold']:.4f} at FAR {cal['target_far']:g}"
+        points = ", ".join(f"{p['threshold']:.4f} at FAR {p['far']:g}"
+                           for p in cal["points"]) if cal else ""
+        status = (f"calibrated ({cal['source']}): {points}"
                   if cal else ("ranks only (no match decision)" if not r["decides"]
                                else "not calibrated"))
         print(f"{r['name']}  [{'built-in' if r['builtin'] else 'registered'}] "
@@ -556,9 +600,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("calibrate",
-                       help="fit the match threshold on LFW pairsDevTrain")
+                       help="fit the match thresholds at FAR 1e-2, 1e-3, 1e-4 (LFW "
+                            "pairsDevTrain, or your own folders)")
     p.add_argument("--lfw", help="LFW folder with lfw-deepfunneled/ and pairs files")
-    p.add_argument("--far", type=float, default=1e-3, help="target false-accept rate")
+    p.add_argument("--folders", help="fit on your own photos instead: one folder per "
+                                     "person (same folder = same person)")
+    p.add_argument("--kinds", action="store_true",
+                   help="also fit a threshold per video comparison kind (track to track, "
+                        "photo to track) on half of the YouTube Faces people")
+    p.add_argument("--ytf", help="YouTube Faces folder for --kinds")
+    p.add_argument("--json", action="store_true", help="print the whole calibration")
     p.add_argument("--out", help="directory for <pipeline>.json (default: HOME/calibration)")
     p.add_argument("--package", action="store_true",
                    help="write into the installed package (maintainers)")
@@ -572,10 +623,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("eval", help="measure a pipeline on LFW or YTF")
-    p.add_argument("task", choices=["lfw", "ytf", "occlusion", "ann", "people"],
+    p.add_argument("task", choices=["lfw", "ytf", "occlusion", "ann", "people", "far", "norm"],
                    help="lfw: retrieval + verification; ytf: video retrieval per "
                         "aggregation; occlusion: occluded LFW queries; ann: Milvus "
-                        "index types; people: clustering faces into persons (LFW, YTF)")
+                        "index types; people: clustering faces into persons (LFW, YTF); "
+                        "far: stated vs measured false-accept rate per kind of "
+                        "comparison; norm: score normalisation before/after")
     p.add_argument("--lfw", help="LFW folder with lfw-deepfunneled/ and pairs.txt")
     p.add_argument("--ytf", help="YouTube Faces folder with aligned_images_DB/, splits.txt")
     p.add_argument("--people", type=int, default=0, help="ytf: first N people only (0: all)")

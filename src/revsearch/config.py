@@ -27,6 +27,7 @@ QUERYING = ("search", "faces", "verify", "serve")  # analyse a query photo or vi
 MEASURING = ("calibrate", "eval")  # run a pipeline over a benchmark
 # open a database
 OPENING = ("index", "search", "faces", "verify", "remove", "serve", "stats", "people")
+DECIDING = ("search", "verify", "serve", "stats")  # judge a match
 MODEL = (*OPENING, *MEASURING)  # pick the embedding space or its models
 ANALYSING = (*INDEXING, *QUERYING, *MEASURING)  # run detection and embedding
 
@@ -92,6 +93,18 @@ def _clustering() -> tuple[str, ...]:
     from revsearch.people.cluster import METHODS
 
     return tuple(METHODS)
+
+
+def _fars() -> tuple[float, ...]:
+    from revsearch.spaces.calibration import FARS
+
+    return FARS
+
+
+def _norms() -> tuple[str, ...]:
+    from revsearch.norm import NORMS
+
+    return NORMS
 
 
 def _aggregations() -> tuple[str, ...]:
@@ -186,8 +199,19 @@ class Settings:
 
     # None means "use the calibration stored with the model".
     threshold: float | None = field(default=None, metadata=about(
-        "search", ("search", "serve", "stats"), "match threshold on cosine similarity",
+        "search", DECIDING, "match threshold on the score (overrides the calibration)",
         shown_default="calibrated"))
+    # The operating point: which of the calibrated thresholds decides a match. A lower
+    # FAR means fewer false matches (expect about FAR x gallery size per search) and
+    # more missed ones.
+    far: float = field(default=1e-3, metadata=about(
+        "search", DECIDING, "operating point: the false-accept rate whose calibrated "
+        "threshold decides a match", choices=_fars))
+    # Off by default: measured in docs/results/norm_*.md.
+    norm: str = field(default="none", metadata=about(
+        "search", DECIDING, "score normalisation against a cohort of the collection's "
+        "faces (asnorm: AS-norm; results then carry the cosine and the normalised score)",
+        choices=_norms))
     search_ef: int = field(default=0, metadata=about(
         "search", ("search", "serve"), "server: HNSW search width",
         shown_default="max(64, 2k)"))

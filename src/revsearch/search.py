@@ -8,14 +8,15 @@ with its track's descriptor(s); both live in the same space, so every pairing wo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from revsearch.errors import NoFaceError
 from revsearch.faces.detect import Face
 from revsearch.faces.pipeline import Pipeline, largest_face, main_track
+from revsearch.spaces.calibration import Decision
 from revsearch.store import FaceHit, SpaceCollections
 from revsearch.video.track import Track
 
@@ -60,7 +61,7 @@ class Hit:
     face_id: str
     face_index: int
     box: list[float]
-    similarity: float
+    similarity: float  # the raw cosine (the baseline: minus the L2 distance)
     match: bool | None  # None when no threshold is known for this model
     label: str
     media_type: str = "image"
@@ -69,18 +70,59 @@ class Hit:
     frame: int | None = None
     person_id: int | None = None  # the person its face belongs to (`revsearch people`)
     person: str = ""  # that person's name, if named
+    score: float | None = None  # the normalised score, when the decision is made on it
+
+
+NO_DECISION = Decision(None, None, note="no threshold given")
 
 
 @dataclass
 class SearchResult:
     query: str
     face: QueryFace
-    threshold: float | None
+    threshold: float | None  # the decision's threshold (photo-to-photo)
     hits: list[Hit]
     track: QueryTrack | None = None  # set when the query is a video
     # The person the query's face is: the top hit's, when that hit is a match.
     person_id: int | None = None
     person: str = ""
+    decision: Decision = NO_DECISION  # the operating point the matches were judged at
+
+
+# Normalised scores of one query's hits: (query vectors, hits) -> one score per hit.
+Scorer = Callable[[np.ndarray, list[FaceHit]], np.ndarray]
+
+
+@dataclass
+class Judge:
+    """Decides the `match` of hits: the decision's threshold for the kind of comparison
+    (photo, track, photo-to-track), on the cosine or on `scorer`'s normalised score."""
+
+    decision: Decision = field(default=NO_DECISION)
+    scorer: Scorer | None = None
+
+    def judge(self, vectors: np.ndarray, hits: list[FaceHit], query_kind: str
+              ) -> list[tuple[float | None, bool | None]]:
+        """(normalised score or None, match) per hit."""
+        if not hits:
+            return []
+        scores = (self.scorer(vectors, hits) if self.scorer is not None
+                  else [None] * len(hits))
+        out = []
+        for hit, score in zip(hits, scores, strict=True):
+            threshold = self.decision.threshold_for(comparison_kind(query_kind,
+                                                                    hit.media_type))
+            value = hit.similarity if score is None else float(score)
+            out.append((None if score is None else round(float(score), 5),
+                        None if threshold is None else value >= threshold))
+        return out
+
+
+def comparison_kind(query_kind: str, media_type: str) -> str:
+    """"photo" (photo to photo), "track" (video to video) or "photo_track"."""
+    if query_kind == "image" and media_type == "image":
+        return "photo"
+    return "track" if query_kind == media_type == "video" else "photo_track"
 
 
 @dataclass
@@ -89,11 +131,13 @@ class Verification:
 
     similarity: float  # cosine (the baseline: minus the L2 distance)
     threshold: float | None  # the calibrated one; None when unknown for this model
-    match: bool | None  # similarity >= threshold; None without a threshold
+    match: bool | None  # score (or similarity) >= threshold; None without a threshold
     a: str  # the two queries' names
     b: str
     face_a: QueryFace  # the faces compared
     face_b: QueryFace
+    decision: Decision = NO_DECISION  # the operating point the match was judged at
+    score: float | None = None  # the normalised score, when the decision is made on it
 
 
 def describe_faces(faces: list[Face]) -> list[QueryFace]:
@@ -151,10 +195,11 @@ def similarity(u: np.ndarray, v: np.ndarray, metric: str = "COSINE") -> float:
 
 
 def search_vectors(collection: SpaceCollections, vectors: np.ndarray, k: int, *,
-                   target: str = "all", exclude_hash: str = "",
-                   threshold: float | None = None) -> list[Hit]:
+                   target: str = "all", exclude_hash: str = "", judge: Judge | None = None,
+                   query_kind: str = "image") -> list[Hit]:
     """The k best images and/or videos for one person described by one or more vectors
-    (a face, or a track's descriptors): each result scored by its best pair."""
+    (a face, or a track's descriptors): each result scored by its best pair, ranked by
+    the cosine and judged by `judge` (no decision without one)."""
     if k < 1:
         raise ValueError("k must be at least 1")
     if target not in TARGETS:
@@ -170,19 +215,19 @@ def search_vectors(collection: SpaceCollections, vectors: np.ndarray, k: int, *,
         if h.image_id not in best or h.similarity > best[h.image_id].similarity:
             best[h.image_id] = h
     ranked = sorted(best.values(), key=lambda h: -h.similarity)[:k]
+    judged = (judge or Judge()).judge(vectors, ranked, query_kind)
     return [
         Hit(rank=r, path=h.path, image_id=h.image_id, face_id=h.face_id,
             face_index=h.face_index, box=h.box, similarity=round(h.similarity, 5),
-            match=None if threshold is None else h.similarity >= threshold, label=h.label,
-            media_type=h.media_type, start=h.extra.get("start"), end=h.extra.get("end"),
-            frame=h.extra.get("frame"))
-        for r, h in enumerate(ranked, start=1)
+            match=match, label=h.label, media_type=h.media_type, start=h.extra.get("start"),
+            end=h.extra.get("end"), frame=h.extra.get("frame"), score=score)
+        for r, (h, (score, match)) in enumerate(zip(ranked, judged, strict=True), start=1)
     ]
 
 
 def search_faces(collection: SpaceCollections, pipeline: Pipeline, image: np.ndarray, *,
                  k: int = 10, face: int | None = None, all_faces: bool = False,
-                 target: str = "all", exclude_hash: str = "", threshold: float | None = None,
+                 target: str = "all", exclude_hash: str = "", judge: Judge | None = None,
                  query_name: str = "query",
                  detected: list[Face] | None = None) -> list[SearchResult]:
     """Search the collection for the chosen face(s) of a BGR image (`detected`: its faces
@@ -191,19 +236,22 @@ def search_faces(collection: SpaceCollections, pipeline: Pipeline, image: np.nda
     chosen = select_faces(faces, face, all_faces, query_name)
     described = describe_faces(faces)
     vectors = pipeline.embedder.embed(image, [faces[i] for i in chosen])
-    return [SearchResult(query_name, described[i], threshold,
+    judge = judge or Judge()
+    return [SearchResult(query_name, described[i], judge.decision.threshold,
                          search_vectors(collection, v[None], k, target=target,
-                                        exclude_hash=exclude_hash, threshold=threshold))
+                                        exclude_hash=exclude_hash, judge=judge),
+                         decision=judge.decision)
             for i, v in zip(chosen, vectors, strict=True)]
 
 
 def search_tracks(collection: SpaceCollections, pipeline: Pipeline, tracks: Sequence[Track], *,
                   k: int = 10, track: int | None = None, all_tracks: bool = False,
-                  target: str = "all", exclude_hash: str = "", threshold: float | None = None,
+                  target: str = "all", exclude_hash: str = "", judge: Judge | None = None,
                   query_name: str = "query") -> list[SearchResult]:
     """Search the collection for the chosen track(s) of a query video."""
     chosen = select_tracks(tracks, track, all_tracks, query_name)
     described = describe_tracks(tracks)
+    judge = judge or Judge()
     results = []
     for i in chosen:
         best = tracks[i].best
@@ -211,6 +259,7 @@ def search_tracks(collection: SpaceCollections, pipeline: Pipeline, tracks: Sequ
                          [round(float(v), 1) for v in best.face.landmarks.reshape(-1)],
                          round(best.face.score, 4), described[i].default)
         hits = search_vectors(collection, pipeline.describe_track(tracks[i]), k, target=target,
-                              exclude_hash=exclude_hash, threshold=threshold)
-        results.append(SearchResult(query_name, face, threshold, hits, described[i]))
+                              exclude_hash=exclude_hash, judge=judge, query_kind="video")
+        results.append(SearchResult(query_name, face, judge.decision.threshold, hits,
+                                    described[i], judge.decision))
     return results

@@ -189,7 +189,8 @@ def evaluate_lfw(lfw_root: Path, settings: Settings, out_dir: Path, db: str) -> 
     ret = retrieval(g)
     ver = verification(g, lfw_root / "pairs.txt")
     result = {
-        "pipeline": space_for(settings).key, "metric": g.metric,
+        "pipeline": space_for(settings).key, "licence": space_for(settings).licence,
+        "metric": g.metric,
         "images": len(g.paths), "no_face_images": int(g.fallback.sum()),
         "retrieval": {k: v for k, v in ret.items() if not k.startswith("_")},
         "verification": {k: v for k, v in ver.items() if not k.startswith("_")},
@@ -245,7 +246,8 @@ def evaluate_occlusion(lfw_root: Path, settings: Settings, out_dir: Path, db: st
         runs[kind] = {"queries": len(chosen), "lost": lost, "mAP": float(np.mean(aps)),
                       "rank1": float((first_arr <= 1).mean()),
                       "rank5": float((first_arr <= 5).mean())}
-    result = {"pipeline": space_for(settings).key, "gallery_images": len(g.paths),
+    result = {"pipeline": space_for(settings).key, "licence": space_for(settings).licence,
+              "gallery_images": len(g.paths),
               "seed": seed, "runs": runs, "command": command}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"occlusion_lfw_{space_for(settings).key}.json").write_text(

@@ -150,3 +150,45 @@ def clustering_scores(clusters: np.ndarray, truth: np.ndarray) -> dict:
 
 def _f(p: float, r: float) -> float:
     return float(2 * p * r / (p + r)) if p + r else 0.0
+
+
+def binomial_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval for a rate of `k` events in `n` trials.
+
+    Treats the trials as independent: impostor pairs that share images are not, so read
+    it as a lower bound on the uncertainty."""
+    if n <= 0:
+        return (0.0, 1.0)
+    alpha = (1.0 - confidence) / 2
+    lower = 0.0 if k == 0 else _solve_p(lambda p: 1.0 - _binom_cdf(k - 1, n, p), alpha)
+    upper = 1.0 if k >= n else _solve_p(lambda p: _binom_cdf(k, n, p), alpha, falling=True)
+    return (lower, upper)
+
+
+def _binom_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), summed in log space (n in the millions)."""
+    import math
+
+    if p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 1.0 if k >= n else 0.0
+    i = np.arange(k + 1, dtype=np.float64)
+    lgamma = np.vectorize(math.lgamma)
+    log_terms = (math.lgamma(n + 1) - lgamma(i + 1) - lgamma(n - i + 1)
+                 + i * math.log(p) + (n - i) * math.log1p(-p))
+    top = log_terms.max()
+    return float(min(1.0, math.exp(top) * np.exp(log_terms - top).sum()))
+
+
+def _solve_p(f, target: float, falling: bool = False, iters: int = 80) -> float:
+    """The p in (0, 1) where the monotone f(p) equals `target` (bisection on log p)."""
+    lo, hi = -40.0, 0.0  # log10 p
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        value = f(10.0 ** mid)
+        if (value > target) != falling:
+            hi = mid
+        else:
+            lo = mid
+    return 10.0 ** ((lo + hi) / 2)

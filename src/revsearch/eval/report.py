@@ -80,6 +80,22 @@ def examples(path: Path, g, ret: dict, n_each: int = 3, thumb: int = 96) -> None
     canvas.save(path)
 
 
+def licence_lines(licences: dict[str, str]) -> list[str]:
+    """The licence of each space's models, with the caveat for research-only ones: every
+    page that shows a figure made with such a model says so."""
+    lines = []
+    for key, licence in licences.items():
+        if not licence:
+            continue
+        lines.append(f"Licence of the models of {key}: {licence}.")
+        if any(w in licence.lower() for w in ("non-commercial", "research")):
+            lines.append(f"**Licence caveat: {key} uses a model licensed for non-commercial "
+                         "research use only. Its figures show what a stronger network "
+                         "gives; they are not available to a commercial deployment, and "
+                         "the model is never a default (README, \"Bring your own model\").**")
+    return [*lines, ""] if lines else []
+
+
 def _row(r: dict) -> str:
     ret, ver = r["retrieval"], r["verification"]
     return (f"| {r['pipeline']} | {ret['mAP']:.4f} | {ret['rank1']:.4f} | {ret['rank5']:.4f} "
@@ -108,6 +124,7 @@ def lfw_markdown(out: Path, results: list[dict], command: str = "") -> Path:
         HEADER,
         *[_row(r) for r in results],
         "",
+        *licence_lines({r["pipeline"]: r.get("licence", "") for r in results}),
     ]
     for r in results:
         k = r["pipeline"]
@@ -159,7 +176,8 @@ def ytf_markdown(out: Path, result: dict) -> Path:
              "queries all the others (itself excluded); relevant = same person. `single_frame`"
              ": each frame alone queries every frame of the other videos (metrics averaged "
              "over query frames). Verification: YTF `splits.txt` pairs whose two videos are "
-             "present, 10-fold over YTF's splits.", ""]
+             "present, 10-fold over YTF's splits.", "",
+             *licence_lines({key: result.get("licence", "")})]
     for run, data in result["runs"].items():
         lines += [f"## {run}", "",
                   f"Frames read {data['frames']}, frames in the person-of-interest track "
@@ -189,6 +207,7 @@ def occlusion_markdown(out: Path, result: dict) -> Path:
              f"searched against the clean {result['gallery_images']}-image LFW gallery "
              "(query image excluded). Lost = no face found any more near the occluded one "
              "(counted as a miss).", "",
+             *licence_lines({key: result.get("licence", "")}),
              "| query | queries | lost | mAP | rank-1 | rank-5 |", "|---|---|---|---|---|---|"]
     for kind, r in result["runs"].items():
         lines.append(f"| {kind} | {r['queries']} | {r['lost']} | {r['mAP']:.4f} | "
@@ -213,3 +232,103 @@ def occlusion_examples(path: Path, image_path: str, pipeline, rng) -> None:
     tiles = [image] + [occlude(image, face, kind, rng) for kind in KINDS]
     strip = np.concatenate(tiles, axis=1)[:, :, ::-1]
     Image.fromarray(np.ascontiguousarray(strip)).save(path)
+
+
+# -- stated vs measured FAR --------------------------------------------------------------
+def _sci(x: float) -> str:
+    return "0" if x == 0 else f"{x:.1e}"
+
+
+def far_markdown(out: Path, result: dict, licence: str = "") -> Path:
+    key = result["pipeline"]
+    y = result["ytf"]
+    cal = result["calibration"]
+    lines = [f"# Stated vs measured false-accept rate ({key})", "",
+             f"Command: `{result['command']}` ({result['created']})", "",
+             f"Thresholds: the calibration of {key} ({cal['source']}). Measured on data "
+             "they were not fitted on. YouTube Faces: "
+             f"{y['people']} people, {y['excluded_devtrain_names']} left out because LFW "
+             f"DevTrain has their name, {y['eligible_people']} kept ({y['videos']} videos, "
+             f"{y['frames']} frames); tracks aggregated by `{y['aggregation']}`. "
+             f"'after': one threshold per comparison kind, fitted at the stated FAR on "
+             f"{y['fitting_people']} of those people, measured on the other "
+             f"{y['measuring_people']}. Intervals: exact binomial, 95% (pairs sharing a "
+             "video or image are not independent: read them as lower bounds).", "",
+             *licence_lines({key: licence}),
+             "| kind | population | method | stated FAR | threshold | measured FAR [95% CI] "
+             "| false accepts / impostor pairs | measured/stated | TAR (genuine pairs) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        for p in row["points"]:
+            lo, hi = p["far_ci"]
+            ok = f" ({p['verdict']})"
+            lines.append(
+                f"| {row['kind']} | {row['population']} | {row['method']} | "
+                f"{p['stated_far']:g} | {p['threshold']:.4f} | {_sci(p['far'])} "
+                f"[{_sci(lo)}, {_sci(hi)}] | {p['false_accepts']} / {p['n_impostor']} | "
+                f"{p['ratio']:.2f}{ok} | {p['tar']:.4f} ({p['n_genuine']}) |")
+    lines += ["", "Per-kind thresholds fitted on the fitting half:", "",
+              "| stated FAR | " + " | ".join(sorted(next(iter(result["by_kind"].values()))))
+              + " |", "|---|" + "---|" * len(next(iter(result["by_kind"].values())))]
+    for far, kinds in result["by_kind"].items():
+        lines.append(f"| {float(far):g} | " + " | ".join(f"{kinds[k]:.4f}" for k in
+                                                          sorted(kinds)) + " |")
+    path = out / f"far_{key}.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# -- score normalisation -----------------------------------------------------------------
+def norm_markdown(out: Path, result: dict) -> Path:
+    key = result["pipeline"]
+    sel, held, params = result["selection"], result["held_out"], result["params"]
+    lines = [f"# Score normalisation: AS-norm vs the raw cosine ({key})", "",
+             f"Command: `{result['command']}` ({result['created']})", "",
+             *licence_lines({key: result.get("licence", "")}),
+             "## 1. Parameters, chosen on LFW DevTrain only", "",
+             f"DevTrain's listed images split by person: {sel['cohort_pool']} cohort images, "
+             f"{sel['pair_images']} images whose every pair is scored "
+             f"({sel['pairs']['genuine']} genuine, {sel['pairs']['impostor']} impostor). "
+             f"Chosen (best mean TAR at FAR 1e-3 and 1e-4; among settings within one genuine "
+             f"pair of the best, the largest cohort, then k; `revsearch calibrate` makes the "
+             f"same choice): cohort {params['cohort']}, "
+             f"top {params['top_k']}. `asnorm` (as shipped) leaves out of a face's cohort "
+             "statistics the cohort faces it matches at the loosest cosine point "
+             f"(cosine >= {params['exclude_above']:.4f}, FAR 1e-2 on DevTrain); "
+             "`asnorm_keeping_matches` is plain AS-norm.", "",
+             "| method | cohort | top k | TAR @ 1e-3 | TAR @ 1e-4 |", "|---|---|---|---|---|"]
+    for r in sel["grid"]:
+        lines.append(f"| {r['method']} | {r.get('cohort', '-')} | {r.get('top_k', '-')} | "
+                     f"{r['tar@0.001']:.4f} | {r['tar@0.0001']:.4f} |")
+    lines += ["", "## 2. Verification on held-out people (LFW DevTest, every pair)", "",
+              f"Thresholds fitted on DevTrain (cohort: {held['cohort']} DevTrain images). "
+              "'TAR at true FAR': with the threshold that gives exactly the stated FAR on "
+              "DevTest (separation, free of calibration drift).", "",
+              "| score | stated FAR | threshold | measured FAR [95% CI] | TAR | "
+              "TAR at true FAR |", "|---|---|---|---|---|---|"]
+    for p in held["points"]:
+        lo, hi = p["far_ci"]
+        lines.append(f"| {p['method']} | {p['stated_far']:g} | {p['threshold']:.4f} | "
+                     f"{_sci(p['far'])} [{_sci(lo)}, {_sci(hi)}] | {p['tar']:.4f} | "
+                     f"{p['tar_at_true_far']:.4f} |")
+    lines += ["", "## 3. YouTube Faces (tracks; cohort: DevTrain images of non-YTF names)", "",
+              "| score | videos | rank-1 | mAP | verification acc. | ROC AUC |",
+              "|---|---|---|---|---|---|"]
+    for method, r in result["ytf"].items():
+        ver = f"{r['verification'] * 100:.2f}%" if r["verification"] is not None else "-"
+        auc = f"{r['auc']:.4f}" if r["auc"] is not None else "-"
+        lines.append(f"| {method} | {r['videos']} | {r['rank1']:.4f} | {r['mAP']:.4f} | "
+                     f"{ver} | {auc} |")
+    lines += ["", "## 4. False matches per query as the gallery grows", "",
+              "DevTest images query LFW galleries of growing size (labelled face per image, "
+              "the query image left out); cohort: a sample of the gallery itself. "
+              "Thresholds fitted on DevTrain. 'expected' = stated FAR x gallery size.", "",
+              "| gallery | score | stated FAR | false matches / query | expected | "
+              "queries with a false match | mates accepted |", "|---|---|---|---|---|---|---|"]
+    for r in result["growth"]:
+        lines.append(f"| {r['gallery']} | {r['method']} | {r['stated_far']:g} | "
+                     f"{r['false_matches_per_query']:.3f} | {r['expected_far_x_n']:.2f} | "
+                     f"{r['queries_with_a_false_match']:.3f} | {r['true_match_rate']:.4f} |")
+    path = out / f"norm_{key}.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

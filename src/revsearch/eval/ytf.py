@@ -67,6 +67,32 @@ def track_videos(videos: list[YtfVideo], pipeline: Pipeline, occlude_frames: int
     return out
 
 
+def cached_tracks(videos: list[YtfVideo], pipeline: Pipeline, cache_dir: Path,
+                  occlude_frames: int = 0) -> list[TrackedVideo]:
+    """`track_videos`, kept in `cache_dir` per space, model files and occlusion, so the
+    FAR and normalisation experiments reuse the tracking of `eval ytf`."""
+    digest = (pipeline.space.digest or "none")[:16]
+    path = cache_dir / f"ytf_tracks_{pipeline.key}_{digest}_o{occlude_frames}.npz"
+    keys = [v.key for v in videos]
+    if path.is_file():
+        data = np.load(path)
+        cached = [str(k) for k in data["keys"]]
+        if set(keys) <= set(cached):
+            at = {k: i for i, k in enumerate(cached)}
+            ends = np.r_[data["starts"][1:], len(data["embeddings"])]
+            return [TrackedVideo(v, data["embeddings"][data["starts"][at[v.key]]:ends[at[v.key]]],
+                                 data["qualities"][data["starts"][at[v.key]]:ends[at[v.key]]],
+                                 int(data["frames"][at[v.key]])) for v in videos]
+    tracked = track_videos(videos, pipeline, occlude_frames=occlude_frames)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    sizes = [len(t.embeddings) for t in tracked]
+    np.savez(path, keys=np.array(keys), starts=np.r_[0, np.cumsum(sizes)[:-1]].astype(int),
+             embeddings=np.concatenate([t.embeddings for t in tracked]).astype(np.float32),
+             qualities=np.concatenate([t.qualities for t in tracked]).astype(np.float32),
+             frames=np.array([t.frames for t in tracked]))
+    return tracked
+
+
 def _occluder(pipeline: Pipeline, count: int, frames: int,
               rng: np.random.Generator) -> Callable[[np.ndarray, int], np.ndarray]:
     """Covers the largest face in `count` random frames of a `frames`-frame video."""
@@ -182,10 +208,11 @@ def evaluate_ytf(root: Path, settings: Settings, out_dir: Path, people: int = 0,
     pipeline = Pipeline(settings, threads=max(1, settings.workers))
     runs = {"clean": 0} | ({f"occluded_{occlude_frames}of5": occlude_frames}
                            if occlude_frames else {})
-    result: dict = {"pipeline": pipeline.key, "videos": len(videos),
+    result: dict = {"pipeline": pipeline.key, "licence": pipeline.space.licence,
+                    "videos": len(videos),
                     "people": len({v.name for v in videos}), "runs": {}}
     for run, count in runs.items():
-        tracked = track_videos(videos, pipeline, occlude_frames=count)
+        tracked = cached_tracks(videos, pipeline, settings.home / "eval", occlude_frames=count)
         result["runs"][run] = {
             "frames": int(sum(t.frames for t in tracked)),
             "frames_with_poi": int(sum(len(t.embeddings) for t in tracked)),

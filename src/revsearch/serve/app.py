@@ -174,13 +174,16 @@ def create_app(settings: Settings | None = None, *, listen: tuple[str, int] | No
                           query: str | None = Form(None), media: str | None = Form(None),
                           k: int = Form(10), face: int | None = Form(None),
                           box: str | None = Form(None), track: int | None = Form(None),
-                          target: str = Form("all"), pipeline: str = Form("face")) -> SearchOut:
+                          target: str = Form("all"), pipeline: str = Form("face"),
+                          far: float | None = Form(None, description=(
+                              "operating point: 0.01, 0.001 or 0.0001 (default: the "
+                              "server's far setting)"))) -> SearchOut:
         if not 1 <= k <= 100:
             raise HTTPException(400, "k must be between 1 and 100")
         q = await resolve(file, query, media)
         parsed_box = _parse_box(box) if box else None
         results = service.search(q, k=k, face=face, box=parsed_box, track=track,
-                                 target=target, pipeline=pipeline)
+                                 target=target, pipeline=pipeline, far=far)
         return SearchOut(query=query_out(q), pipeline=pipeline,
                          results=[result_out(r) for r in results])
 

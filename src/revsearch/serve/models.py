@@ -80,7 +80,9 @@ class HitOut(BaseModel):
     face_index: int = Field(description="the face's number, or the track's for a video")
     box: list[float]
     similarity: float = Field(description="cosine similarity (baseline: minus L2 distance)")
-    match: bool | None = Field(description="against the calibrated threshold; null: none")
+    score: float | None = Field(None, description=(
+        "the normalised score the match was decided on (norm setting); null: the cosine"))
+    match: bool | None = Field(description="against the decision's threshold; null: none")
     label: str
     media_type: Literal["image", "video"]
     start: float | None = Field(description="video: seconds where the person is seen")
@@ -92,12 +94,27 @@ class HitOut(BaseModel):
     thumb_url: str
 
 
+class DecisionOut(BaseModel):
+    """How `match` was decided: the operating point, or why there is no decision."""
+
+    far: float | None = Field(description="stated false-accept rate of the threshold; "
+                                          "null: set by hand, or no decision")
+    threshold: float | None = Field(description="photo to photo; null: no match decision")
+    score: str = Field(description="what the threshold applies to: cosine, or the "
+                                   "normalisation (hits then carry `score`)")
+    source: str = Field(description="what the threshold was calibrated on")
+    note: str = Field(description="why there is no decision, or what to keep in mind")
+    by_kind: dict[str, float] = Field(description="thresholds of other comparison kinds "
+                                                  "(track, photo_track), when they differ")
+
+
 class ResultOut(BaseModel):
     """The hits for one searched face (photo query) or track (video query)."""
 
     query: str
     face: FaceOut
     threshold: float | None
+    decision: DecisionOut
     hits: list[HitOut]
     track: TrackOut | None
     person_id: int | None = Field(None, description="the query face's person: the top "
@@ -164,6 +181,8 @@ class StatsOut(BaseModel):
     pipeline: str
     detector: str
     threshold: float | None
+    far: float | None = Field(None, description="the operating point of `threshold`")
+    norm: str = "none"
     faces: int
     tracks: int
     images: int
@@ -257,6 +276,7 @@ def result_out(result: SearchResult) -> ResultOut:
                            thumb_url=f"/api/thumb/{hit.image_id}?{number}"))
     return ResultOut(query=result.query, face=FaceOut(**asdict(result.face)),
                      threshold=result.threshold, hits=hits,
+                     decision=DecisionOut(**asdict(result.decision)),
                      track=TrackOut(**asdict(result.track)) if result.track else None,
                      person_id=result.person_id, person=result.person)
 

@@ -267,6 +267,19 @@ class SpaceCollections:
                                         "end", "frame", "box", "label"])
         return dict(rows[0]) if rows else None
 
+    def embeddings(self, hits: Sequence[FaceHit]) -> np.ndarray:
+        """(len(hits), dim): the stored vector of each hit's face or track descriptor."""
+        vectors: dict[str, np.ndarray] = {}
+        for media_type, name in (("image", self.faces_name), ("video", self.tracks_name)):
+            ids = [h.face_id for h in hits if h.media_type == media_type]
+            if ids:
+                with database_errors(self.store.uri):
+                    rows = self._get(name, ids=ids, output_fields=["embedding"])
+                for row in rows:
+                    key = str(row.get("face_id", row.get("row_id", row.get("id"))))
+                    vectors[key] = np.asarray(row["embedding"], np.float32)
+        return np.stack([vectors[h.face_id] for h in hits])
+
     def list_media(self, offset: int = 0, limit: int = 50, label: str = "") -> list[dict]:
         """A page of indexed files, optionally those whose label contains `label`
         (letters, digits, space, '_' and '-' only: the text goes into a filter)."""

@@ -176,6 +176,7 @@ async function search() {
   form.append("k", $("k").value || "12");
   form.append("pipeline", $("pipeline").value);
   form.append("target", $("target").value);
+  if ($("far").value) form.append("far", $("far").value);
   if (q.kind === "video" && state.track !== null) form.append("track", state.track);
   if (q.kind === "image" && state.face !== null) form.append("face", state.face);
   try {
@@ -197,9 +198,8 @@ function renderResults(data) {
   }
   const who = result.track ? `track ${result.track.index}` : `face ${result.face.index}`;
   const known = result.person ? `, who is ${result.person.replaceAll("_", " ")}` : "";
-  $("results-title").textContent = `Results for ${who}${known}` +
-    (result.threshold === null ? " (no match threshold for this pipeline)" :
-      ` (match threshold ${result.threshold.toFixed(3)})`);
+  $("results-title").textContent =
+    `Results for ${who}${known} (${describeDecision(result.decision)})`;
   for (const h of result.hits) {
     const card = document.createElement("article");
     card.className = "hit" + (h.match ? " match" : "");
@@ -211,12 +211,25 @@ function renderResults(data) {
     card.innerHTML =
       `<a href="${h.media_url}" target="_blank" rel="noopener"><img loading="lazy" alt="${name}" src="${h.thumb_url}"></a>` +
       `<div class="meta"><div class="kind">${h.media_type} #${h.rank}</div>` +
-      `<div>similarity ${h.similarity.toFixed(3)} <span class="verdict">${verdict}</span></div>` +
-      (h.label ? `<div class="label">${esc(h.label.replaceAll("_", " "))}</div>` : "") +
-      (h.person ? `<div class="person-of">person: ${esc(h.person.replaceAll("_", " "))}</div>` : "") + when +
+      `<div>similarity ${h.similarity.toFixed(3)}` +
+      (h.score === null ? "" : `, ${esc(result.decision.score)} ${h.score.toFixed(2)}`) +
+      ` <span class="verdict">${verdict}</span></div>` +
+      (h.label ? `<div class="label">${esc(h.label.replaceAll("_", " "))}</div>` : "")
+      + (h.person ? `<div class="person-of">person: ${esc(h.person.replaceAll("_", " "))}</div>` : "") + when +
       `<div><a href="${h.media_url}" target="_blank" rel="noopener">${name}</a></div></div>`;
     grid.appendChild(card);
   }
+}
+
+// How matches were decided: the operating point (FAR and threshold), or why none.
+function describeDecision(d) {
+  if (d.threshold === null) return `no match decision: ${d.note}`;
+  const far = d.far === null ? "threshold set by hand" : `FAR ${d.far}`;
+  const kinds = Object.entries(d.by_kind || {})
+    .map(([k, t]) => `${k.replace("_", "-")} ${t.toFixed(3)}`).join(", ");
+  const text = `match when ${d.score} ≥ ${d.threshold.toFixed(3)}` +
+    (kinds ? ` (video comparisons: ${kinds})` : "") + `, ${far}`;
+  return d.note ? `${text}; ${d.note}` : text;
 }
 
 async function browse(label = "") {
@@ -323,7 +336,7 @@ function init() {
     clearTimeout(timer);
     timer = setTimeout(() => browse(e.target.value.replace(/[^A-Za-z0-9 _-]/g, "")), 300);
   });
-  for (const id of ["k", "pipeline", "target"]) $(id).addEventListener("change", () => search());
+  for (const id of ["k", "pipeline", "target", "far"]) $(id).addEventListener("change", () => search());
   window.addEventListener("resize", () => { if (state.query && state.query.kind === "image") drawBoxes(); });
   loadStats();
   pollJobs();
