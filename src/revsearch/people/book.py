@@ -43,8 +43,8 @@ DEFAULT_K = 30
 # threshold is not the match threshold: single links at the match threshold chain
 # nearly everyone together.
 THRESHOLDS: dict[str, dict[str, float]] = {
-    "sface": {"centroid": 0.5, "components": 0.55, "chinese_whispers": 0.5,
-              "dbscan": 0.5, "rank_order": 0.45},
+    "sface": {"chinese_whispers": 0.55, "components": 0.55, "centroid": 0.575,
+              "dbscan": 0.55, "rank_order": 0.525},
 }
 MAX_NAME = 200
 ANCHORS = 3  # faces of a person a "not this person" face is kept apart from

@@ -130,7 +130,7 @@ def dbscan(graph: KnnGraph, threshold: float, min_samples: int = 3) -> Labels:
     return relabel(labels)
 
 
-def rank_order(graph: KnnGraph, threshold: float, rank: float = 1.2) -> Labels:
+def rank_order(graph: KnnGraph, threshold: float, rank: float = 2.0) -> Labels:
     """Approximate rank-order distance (Otto et al., "Clustering Millions of Faces by
     Identity", 2018) on the k-NN lists; linked when below `rank` and similarity is at or
     above `threshold`, then transitively merged."""
@@ -219,7 +219,7 @@ METHODS: dict[str, Method] = {
         Method("chinese_whispers", chinese_whispers, "Chinese whispers, as dlib",
                {"iterations": 20}),
         Method("dbscan", dbscan, "DBSCAN, min_samples 3 as Immich", {"min_samples": 3}),
-        Method("rank_order", rank_order, "approximate rank-order", {"rank": 1.2}),
+        Method("rank_order", rank_order, "approximate rank-order", {"rank": 2.0}),
         Method("centroid", centroid, "centroid linkage along graph edges",
                needs_vectors=True),
     )
