@@ -261,5 +261,5 @@ def search_tracks(collection: SpaceCollections, pipeline: Pipeline, tracks: Sequ
         hits = search_vectors(collection, pipeline.describe_track(tracks[i]), k, target=target,
                               exclude_hash=exclude_hash, judge=judge, query_kind="video")
         results.append(SearchResult(query_name, face, judge.decision.threshold, hits,
-                                    described[i], judge.decision))
+                                    described[i], decision=judge.decision))
     return results
