@@ -13,7 +13,7 @@ from pathlib import Path
 
 from revsearch.config import Settings
 from revsearch.faces.pipeline import Pipeline
-from revsearch.ingest.mapper import map_files
+from revsearch.ingest.engines import engine_for
 from revsearch.ingest.reader import scan
 from revsearch.ingest.records import IngestReport
 from revsearch.ingest.writer import Writer
@@ -46,6 +46,7 @@ def run_ingest(paths: Sequence[str | os.PathLike], collection: SpaceCollections,
                pipeline: Pipeline | None = None) -> IngestReport:
     """Index every image under `paths` into `collection`; see module docstring."""
     started = time.monotonic()
+    engine = engine_for(settings, lite=collection.store.is_lite)  # refuses before any work
     known = {row["path"]: row for row in collection.media()}
     # After a clean run, only re-indexed files can have old face rows; after a killed
     # one, any file may have partial rows and each batch is checked.
@@ -63,7 +64,7 @@ def run_ingest(paths: Sequence[str | os.PathLike], collection: SpaceCollections,
     writer = Writer(collection, known={r["image_id"] for r in known.values()} if clean else None)
     bar = _progress_bar(len(plan.todo), settings.progress)
     try:
-        for done, outcome in enumerate(map_files(plan.todo, settings, pipeline), start=1):
+        for done, outcome in enumerate(engine.map(plan.todo, pipeline), start=1):
             if outcome.problem:
                 report.problems.append(outcome.problem)
             else:
