@@ -210,8 +210,9 @@ def _connected(settings: Settings) -> Iterator[Any]:
         if address:
             ray.init(address=address, logging_level=logging.WARNING)
         else:
-            ray.init(num_cpus=max(1, settings.workers), include_dashboard=False,
-                     logging_level=logging.WARNING)
+            # "local": a new instance, never a cluster some other run left on this machine.
+            ray.init(address="local", num_cpus=max(1, settings.workers),
+                     include_dashboard=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {address}" if address else "Ray on this machine"
         raise IngestError(f"cannot start or reach {where}: {exc}") from exc
