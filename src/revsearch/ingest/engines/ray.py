@@ -206,13 +206,16 @@ def _connected(settings: Settings) -> Iterator[Any]:
         yield ray
         return
     address = settings.ray_address
+    # Workers' output stays in the cluster's logs: on the driver it would go to stdout,
+    # which `revsearch index --json` keeps for its report. Problems come back as rows.
+    quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
     try:
         if address:
-            ray.init(address=address, logging_level=logging.WARNING)
+            ray.init(address=address, **quiet)
         else:
             # "local": a new instance, never a cluster some other run left on this machine.
             ray.init(address="local", num_cpus=max(1, settings.workers),
-                     include_dashboard=False, logging_level=logging.WARNING)
+                     include_dashboard=False, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {address}" if address else "Ray on this machine"
         raise IngestError(f"cannot start or reach {where}: {exc}") from exc
