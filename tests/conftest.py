@@ -1,5 +1,5 @@
 """Shared fixtures: real LFW data from ../shared/data, a real Milvus Lite per test, a real
-Milvus server per test module that asks for one."""
+Milvus server for the tests that ask for one."""
 
 from __future__ import annotations
 
@@ -79,10 +79,11 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return h
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server_uri(tmp_path_factory: pytest.TempPathFactory):
     """A Milvus standalone server (the `milvus` test dependency: a server binary) on
-    127.0.0.1, for the tests of one module."""
+    127.0.0.1, started once for the session (it takes seconds); a test module that
+    writes to it leaves it empty."""
     from milvus import MilvusServer
 
     server = MilvusServer()

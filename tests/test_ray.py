@@ -41,6 +41,7 @@ def test_addresses_of_this_machine():
     assert not on_this_machine("198.51.100.1:6379")  # TEST-NET-2: never this machine
 
 
+@pytest.mark.slow
 def test_lite_database_with_a_remote_cluster_is_refused(tmp_path):
     copy_people(tmp_path / "photos", ["Colin_Powell"], 2)
     db = tmp_path / "lite.db"
@@ -52,6 +53,7 @@ def test_lite_database_with_a_remote_cluster_is_refused(tmp_path):
         assert rs.stats()["images"] == 0  # refused before any file was read
 
 
+@pytest.mark.slow
 def test_without_ray_the_error_says_how_to_install_it(tmp_path):
     copy_people(tmp_path / "photos", ["Colin_Powell"], 1)
     code = ("import sys; sys.modules['ray'] = None  # as if not installed\n"
@@ -121,8 +123,9 @@ def _empty(uri: str) -> str:
 
 @pytest.fixture
 def server(server_uri):
-    """The module's Milvus server, emptied: every test starts from no collections."""
-    return _empty(server_uri)
+    """The session's Milvus server, empty before and after the test."""
+    yield _empty(server_uri)
+    _empty(server_uri)
 
 
 def _rows(db: str, home: Path) -> dict[str, list[dict]]:
