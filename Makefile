@@ -12,7 +12,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[baseline,eval,serve,test]'
+	$(BIN)/pip install --quiet -e '.[baseline,distributed,eval,serve,test]'
 	touch $@
 
 demo: venv

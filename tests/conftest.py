@@ -1,4 +1,5 @@
-"""Shared fixtures: real LFW data from ../shared/data, a real Milvus Lite per test."""
+"""Shared fixtures: real LFW data from ../shared/data, a real Milvus Lite per test, a real
+Milvus server for the tests that ask for one."""
 
 from __future__ import annotations
 
@@ -106,6 +107,22 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("REVSEARCH_HOME", str(h))
     monkeypatch.setenv("REVSEARCH_WORKERS", "2")
     return h
+
+
+@pytest.fixture(scope="session")
+def server_uri(tmp_path_factory: pytest.TempPathFactory):
+    """A Milvus standalone server (the `milvus` test dependency: a server binary) on
+    127.0.0.1, started once for the session (it takes seconds); a test module that
+    writes to it leaves it empty."""
+    from milvus import MilvusServer
+
+    server = MilvusServer()
+    server.set_base_dir(str(tmp_path_factory.mktemp("milvus_server")))
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server.listen_port}"
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

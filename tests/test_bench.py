@@ -141,3 +141,17 @@ def test_ytf_label_audit(tmp_path):
     judged = sum(bool(c["judged_mislabelled"]) for c in r["candidates"])
     assert r["judged_removed"]["queries"] == r["videos"] - judged
     assert (tmp_path / "ytf_label_audit.jpg").is_file() == bool(r["candidates"])
+
+
+def test_bench_ray(tmp_path):
+    pytest.importorskip("ray")
+    photos = copy_people(tmp_path / "lfw", ["George_W_Bush", "Colin_Powell", "Tony_Blair"], 4)
+    _run("bench_ray.py", "--lfw", str(photos), "--runs", "local:2,ray:2",
+         "--transport-images", "64", "--out", str(tmp_path))
+    r = _read(tmp_path, "bench_ray")
+    assert [(run["engine"], run["images"], run["problems"]) for run in r["runs"]] == \
+        [("local", 12, 0), ("ray", 12, 0)]
+    assert all(run["rows_vs_first"]["same_face_ids"] for run in r["runs"])
+    assert r["insert"]["rows"] == 12 + r["runs"][0]["faces"] and r["insert"]["rows_per_s"] > 0
+    assert r["transport"]["ms_per_image"] > 0 and r["scan"]["files"] == 12
+    assert [row["machines"] for row in r["model"]["rows"]] == [1, 2, 4, 8, 16, 32, 64]

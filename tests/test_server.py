@@ -16,19 +16,6 @@ import revsearch
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def server_uri(tmp_path_factory):
-    from milvus import MilvusServer  # the `milvus` test dependency: a server binary
-
-    server = MilvusServer()
-    server.set_base_dir(str(tmp_path_factory.mktemp("milvus_server")))
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{server.listen_port}"
-    finally:
-        server.stop()
-
-
 def _results(rs, queries, k=8):
     out = []
     for q in queries:

@@ -50,6 +50,9 @@ Choices = tuple[str, ...] | Callable[[], Sequence[str]]
 # "onnx" for a model file given with --model-path. Fixed: new spaces get only the new way.
 LEGACY_EMBEDDERS = ("sface", "dlib", "sface_dlib", "onnx")
 
+# Where an ingest analyses files (revsearch.ingest.engines).
+ENGINES = ("local", "ray")
+
 
 @dataclass(frozen=True)
 class Info:
@@ -192,7 +195,15 @@ class Settings:
 
     workers: int = field(default_factory=lambda: os.cpu_count() or 1, metadata=about(
         "ingest", ("index", "search", "faces", "serve", *MEASURING),
-        "worker processes for ingest, threads for a query", shown_default="cores"))
+        "worker processes for ingest (Ray actors with --engine ray), threads for a query",
+        shown_default="cores"))
+    # Ray is an optional extra; the driver lists files and writes rows either way.
+    engine: str = field(default="local", metadata=about(
+        "ingest", ("index",), "where files are analysed: local worker processes, or ray "
+        "actors on a Ray cluster (pip install 'revsearch[distributed]')", choices=ENGINES))
+    ray_address: str = field(default="", metadata=about(
+        "ingest", ("index",), "--engine ray: the cluster to join (host:6379, "
+        "ray://host:10001, auto)", shown_default="start Ray on this machine"))
     progress: bool = field(default=True, metadata=about(
         "ingest", ("index", "eval"),
         "show progress (a bar on a terminal, else a log line now and then)"))

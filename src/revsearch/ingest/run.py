@@ -13,7 +13,7 @@ from pathlib import Path
 
 from revsearch.config import Settings
 from revsearch.faces.pipeline import Pipeline
-from revsearch.ingest.mapper import map_files
+from revsearch.ingest.engines import engine_for
 from revsearch.ingest.reader import scan
 from revsearch.ingest.records import IngestReport, Problem
 from revsearch.ingest.writer import Writer
@@ -54,6 +54,7 @@ def run_ingest(paths: Sequence[str | os.PathLike], collection: SpaceCollections,
     `changed`, if given, receives the ids of the files written or removed.
     """
     started = time.monotonic()
+    engine = engine_for(settings, lite=collection.store.is_lite)  # refuses before any work
     known = {row["path"]: row for row in collection.media()}
     # After a clean run, only re-indexed files can have old face rows; after a killed
     # one, any file may have partial rows and each batch is checked.
@@ -78,7 +79,7 @@ def run_ingest(paths: Sequence[str | os.PathLike], collection: SpaceCollections,
     try:
         if on_progress:
             on_progress(0, len(plan.todo))
-        for done, outcome in enumerate(map_files(plan.todo, settings, pipeline), start=1):
+        for done, outcome in enumerate(engine.map(plan.todo, pipeline), start=1):
             if outcome.problem:
                 report.problems.append(outcome.problem)
                 if on_problem:
