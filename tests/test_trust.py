@@ -207,8 +207,12 @@ def test_eval_norm_chooses_on_devtrain_and_reports_held_out(mini, tmp_path):
     assert chosen["cohort"] <= r["selection"]["cohort_pool"]
     assert 2 * chosen["top_k"] <= chosen["cohort"]
     methods = {(p["method"], p["stated_far"]) for p in r["held_out"]["points"]}
-    assert methods == {(m, f) for m in ("cosine", "asnorm") for f in FARS}
-    assert set(r["ytf"]) == {"cosine", "asnorm"}
+    variants = ("cosine", "asnorm", "asnorm_keeping_matches")
+    assert methods == {(m, f) for m in variants for f in FARS}
+    assert set(r["ytf"]) == set(variants)
+    assert r["params"]["exclude_above"] == pytest.approx(
+        next(p["threshold"] for p in r["held_out"]["points"]
+             if p["method"] == "cosine" and p["stated_far"] == 1e-2))
     assert {g["gallery"] for g in r["growth"]} == {72}  # the whole mini gallery
     assert "AS-norm" in (tmp_path / "norm_sface.md").read_text()
 
