@@ -265,3 +265,23 @@ def test_decision_round_trips_through_the_rest_model():
     assert DecisionOut(**asdict(d)).model_dump() == asdict(d)
     assert d.threshold_for("track") == 0.4 and d.threshold_for("photo") == 0.358
     assert Decision(None, None).threshold_for("track") is None
+
+
+def test_video_comparisons_are_judged_at_their_own_threshold():
+    from revsearch.search import Judge, comparison_kind
+    from revsearch.spaces.calibration import Decision
+    from revsearch.store import FaceHit
+
+    def hit(media_type: str, similarity: float) -> FaceHit:
+        return FaceHit("f", "i", "p", 0, [0, 0, 1, 1], similarity, "", media_type=media_type)
+
+    assert [comparison_kind(q, m) for q, m in (("image", "image"), ("video", "video"),
+                                               ("image", "video"), ("video", "image"))] == \
+        ["photo", "track", "photo_track", "photo_track"]
+    shipped = calibration.load("sface", calibration.packaged_dir()).point(1e-3)
+    assert shipped.by_kind["track"] > shipped.by_kind["photo_track"] > shipped.threshold
+    judge = Judge(Decision(1e-3, shipped.threshold, by_kind=shipped.by_kind))
+    between = (shipped.threshold + shipped.by_kind["photo_track"]) / 2
+    hits = [hit("image", between), hit("video", between)]
+    assert [m for _, m in judge.judge(np.zeros((1, 2)), hits, "image")] == [True, False]
+    assert [m for _, m in judge.judge(np.zeros((1, 2)), hits, "video")] == [False, False]
