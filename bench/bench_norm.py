@@ -27,12 +27,14 @@ RESULTS = ROOT / "docs" / "results"
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--db", required=True, help="an index of full LFW")
-    ap.add_argument("--lfw", default=str(ROOT.parent / "shared" / "data" / "lfw"))
+    ap.add_argument("--photos", default=str(ROOT.parent / "shared" / "data" / "lfw"
+                                            / "lfw-deepfunneled"),
+                    help="a folder of person folders of photos (LFW's layout)")
     ap.add_argument("--space", default="sface")
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
-    photos = sorted((Path(args.lfw) / "lfw-deepfunneled").glob("*/*.jpg"))
+    photos = sorted(Path(args.photos).glob("*/*.jpg"))
     queries = random.Random(0).sample(photos, args.queries)
     times: dict[str, list[float]] = {"none": [], "asnorm": []}
     with revsearch.connect(args.db, space=args.space, workers=1, progress=False) as plain, \

@@ -31,8 +31,8 @@ RESULTS = ROOT / "docs" / "results"
 TARGETS = {"ytf_rank1": 0.97, "lfw_rank1": 0.985, "lfw_verification": 0.996}
 
 
-def speed(spaces: list[str], lfw: Path, n_faces: int) -> dict:
-    photos = sorted((lfw / "lfw-deepfunneled").glob("*/*.jpg"))
+def speed(spaces: list[str], folder: Path, n_faces: int) -> dict:
+    photos = sorted(folder.glob("*/*.jpg"))
     rng = random.Random(0)
     detector = Pipeline(load_settings(workers=1), threads=1)
     faces = []
@@ -84,14 +84,16 @@ def accuracy(name: str, results: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spaces", default="sface,arcface_mbf,sface_arcface")
-    ap.add_argument("--lfw", default=str(ROOT.parent / "shared" / "data" / "lfw"))
+    ap.add_argument("--photos", default=str(ROOT.parent / "shared" / "data" / "lfw"
+                                            / "lfw-deepfunneled"),
+                    help="a folder of person folders of photos (LFW's layout)")
     ap.add_argument("--faces", type=int, default=200)
     ap.add_argument("--results", default=str(RESULTS), help="where the eval JSONs are")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     names = args.spaces.split(",")
     spaces = {n: space_for(load_settings(space=n)) for n in names}
-    timing = speed(names, Path(args.lfw), args.faces)
+    timing = speed(names, Path(args.photos), args.faces)
     rows = {n: {"licence": spaces[n].licence, "dim": spaces[n].dim,
                 "embed_ms_per_face": timing[n], **accuracy(n, Path(args.results))}
             for n in names}

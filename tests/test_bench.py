@@ -55,6 +55,26 @@ def test_bench_lfw_on_a_milvus_server(subset_dir, tmp_path):
     assert r["backend"] == "server" and r["index"]["images"] == r["ingest"]["images"] > 0
 
 
+def test_bench_norm(indexed, subset_dir, tmp_path):
+    db = tmp_path / "copy.db"
+    shutil.copytree(indexed["db"], db)
+    _run("bench_norm.py", "--db", str(db), "--photos", str(subset_dir), "--queries", "4",
+         "--out", str(tmp_path))
+    r = _read(tmp_path, "bench_norm")
+    assert r["latency"]["none"]["n"] == r["latency"]["asnorm"]["n"] >= 3
+    assert r["cohort_faces"] == r["index_faces"] > 100  # a small index: all of it
+
+
+def test_bench_spaces(subset_dir, tmp_path):
+    _run("bench_spaces.py", "--spaces", "sface,sface_flip", "--photos", str(subset_dir),
+         "--faces", "6", "--results", str(ROOT / "docs" / "results"), "--out", str(tmp_path))
+    r = _read(tmp_path, "spaces_compare")
+    assert set(r["spaces"]) == {"sface", "sface_flip"}
+    sface = r["spaces"]["sface"]
+    assert sface["embed_ms_per_face"]["n"] == 6 and sface["licence"] == "Apache-2.0"
+    assert 0.9 < sface["lfw_rank1"] < 1 and 0.9 < sface["ytf_rank1"] < 1
+
+
 def test_bench_peer(tmp_path):
     _run("bench_peer.py", "--images", "24", "--queries", "4", "--out", str(tmp_path))
     r = _read(tmp_path, "bench_peer")

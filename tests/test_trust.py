@@ -207,8 +207,12 @@ def test_eval_norm_chooses_on_devtrain_and_reports_held_out(mini, tmp_path):
     assert chosen["cohort"] <= r["selection"]["cohort_pool"]
     assert 2 * chosen["top_k"] <= chosen["cohort"]
     methods = {(p["method"], p["stated_far"]) for p in r["held_out"]["points"]}
-    assert methods == {(m, f) for m in ("cosine", "asnorm") for f in FARS}
-    assert set(r["ytf"]) == {"cosine", "asnorm"}
+    variants = ("cosine", "asnorm", "asnorm_keeping_matches")
+    assert methods == {(m, f) for m in variants for f in FARS}
+    assert set(r["ytf"]) == set(variants)
+    assert r["params"]["exclude_above"] == pytest.approx(
+        next(p["threshold"] for p in r["held_out"]["points"]
+             if p["method"] == "cosine" and p["stated_far"] == 1e-2))
     assert {g["gallery"] for g in r["growth"]} == {72}  # the whole mini gallery
     assert "AS-norm" in (tmp_path / "norm_sface.md").read_text()
 
@@ -261,3 +265,23 @@ def test_decision_round_trips_through_the_rest_model():
     assert DecisionOut(**asdict(d)).model_dump() == asdict(d)
     assert d.threshold_for("track") == 0.4 and d.threshold_for("photo") == 0.358
     assert Decision(None, None).threshold_for("track") is None
+
+
+def test_video_comparisons_are_judged_at_their_own_threshold():
+    from revsearch.search import Judge, comparison_kind
+    from revsearch.spaces.calibration import Decision
+    from revsearch.store import FaceHit
+
+    def hit(media_type: str, similarity: float) -> FaceHit:
+        return FaceHit("f", "i", "p", 0, [0, 0, 1, 1], similarity, "", media_type=media_type)
+
+    assert [comparison_kind(q, m) for q, m in (("image", "image"), ("video", "video"),
+                                               ("image", "video"), ("video", "image"))] == \
+        ["photo", "track", "photo_track", "photo_track"]
+    shipped = calibration.load("sface", calibration.packaged_dir()).point(1e-3)
+    assert shipped.by_kind["track"] > shipped.by_kind["photo_track"] > shipped.threshold
+    judge = Judge(Decision(1e-3, shipped.threshold, by_kind=shipped.by_kind))
+    between = (shipped.threshold + shipped.by_kind["photo_track"]) / 2
+    hits = [hit("image", between), hit("video", between)]
+    assert [m for _, m in judge.judge(np.zeros((1, 2)), hits, "image")] == [True, False]
+    assert [m for _, m in judge.judge(np.zeros((1, 2)), hits, "video")] == [False, False]
