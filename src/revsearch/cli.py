@@ -128,6 +128,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                   f"{t.frames} frames) ({note})")
         else:
             print(f"query {result.query} face {f.index} box {f.box} ({note})")
+        if result.occlusion_handled:
+            print(f"  face covered ({result.occlusion}): the first hits are re-ranked on "
+                  f"the visible part")
         for h in result.hits:
             verdict = {True: "match", False: "no match", None: "?"}[h.match]
             label = f"  [{h.label}]" if h.label else ""

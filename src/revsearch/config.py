@@ -183,6 +183,11 @@ class Settings:
     threshold: float | None = field(default=None, metadata=about(
         "search", ("search", "serve", "stats"), "match threshold on cosine similarity",
         shown_default="calibrated"))
+    # Covered query faces (sunglasses, a mask, a hand): detected on the aligned crop,
+    # then the best hits are re-ranked on the visible part (faces/occlusion.py).
+    occlusion: bool = field(default=True, metadata=about(
+        "search", (*QUERYING, "eval"),
+        "detect covered query faces and re-rank on the visible part"))
     search_ef: int = field(default=0, metadata=about(
         "search", ("search", "serve"), "server: HNSW search width",
         shown_default="max(64, 2k)"))

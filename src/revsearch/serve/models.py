@@ -95,6 +95,10 @@ class ResultOut(BaseModel):
     threshold: float | None
     hits: list[HitOut]
     track: TrackOut | None
+    occlusion: str = Field(default="none", description="what covers the query face: none, "
+                           "eyes, lower (a mask), other (photos only)")
+    occlusion_handled: bool = Field(default=False, description="the hits were re-ranked "
+                                    "on the visible part of the covered face")
 
 
 class SearchOut(BaseModel):
@@ -186,7 +190,8 @@ def result_out(result: SearchResult) -> ResultOut:
                            thumb_url=f"/api/thumb/{hit.image_id}?{number}"))
     return ResultOut(query=result.query, face=FaceOut(**asdict(result.face)),
                      threshold=result.threshold, hits=hits,
-                     track=TrackOut(**asdict(result.track)) if result.track else None)
+                     track=TrackOut(**asdict(result.track)) if result.track else None,
+                     occlusion=result.occlusion, occlusion_handled=result.occlusion_handled)
 
 
 def media_out(item: MediaItem) -> MediaOut:

@@ -199,6 +199,12 @@ function renderResults(data) {
   $("results-title").textContent = `Results for ${who}` +
     (result.threshold === null ? " (no match threshold for this pipeline)" :
       ` (match threshold ${result.threshold.toFixed(3)})`);
+  const covered = $("occlusion-note");
+  const where = {eyes: "the eyes", lower: "the lower face", other: "part of the face"};
+  covered.hidden = !result.occlusion_handled;
+  covered.textContent = result.occlusion_handled
+    ? `The face looks covered over ${where[result.occlusion] || "part of the face"}: ` +
+      "the best results were re-ranked on the visible part." : "";
   for (const h of result.hits) {
     const card = document.createElement("article");
     card.className = "hit" + (h.match ? " match" : "");
