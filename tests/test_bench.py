@@ -127,3 +127,27 @@ def test_ytf_label_audit(tmp_path):
     judged = sum(bool(c["judged_mislabelled"]) for c in r["candidates"])
     assert r["judged_removed"]["queries"] == r["videos"] - judged
     assert (tmp_path / "ytf_label_audit.jpg").is_file() == bool(r["candidates"])
+
+
+def test_bench_occlusion(subset_dir, tmp_path):
+    _run("bench_occlusion.py", "--lfw", str(subset_dir), "--index", "--db",
+         str(tmp_path / "bench.db"), "--queries", "3", "--out", str(tmp_path))
+    r = _read(tmp_path, "bench_occlusion")
+    assert set(r["cases"]) == {"clean", "sunglasses", "mask", "patch"}
+    assert r["cases"]["clean"]["on"]["n"] == r["cases"]["clean"]["off"]["n"] == 3
+    assert r["cases"]["sunglasses"]["handled_as_covered"] >= 1
+    assert all(c["on"]["p50_ms"] > 0 for c in r["cases"].values())
+
+
+def test_occlusion_dev(subset_dir, tmp_path, monkeypatch):
+    root = tmp_path / "lfw"
+    root.mkdir()
+    (root / "lfw-deepfunneled").symlink_to(subset_dir)
+    people = sorted(p.name for p in subset_dir.iterdir())[:6]
+    (root / "pairsDevTrain.txt").write_text(
+        "1\n" + f"{people[0]}\t1\t2\n" + f"{people[1]}\t1\t{people[2]}\t1\n")
+    monkeypatch.setenv("REVSEARCH_HOME", str(tmp_path / "home"))
+    _run("occlusion_dev.py", "--lfw", str(root), "--queries", "3", "--clean", "6",
+         "--out", str(tmp_path))
+    r = _read(tmp_path, "occlusion_dev_sface")
+    assert r["queries"] == 3 and r["stage1"] and r["stage2"][0]["config"] == "plain"

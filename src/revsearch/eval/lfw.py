@@ -316,23 +316,19 @@ class _Tally:
 
 class _GalleryCrops:
     """Aligned crops of gallery faces, cut from their files with the stored landmarks
-    (as a search does for its candidates), cached."""
+    (as a search does for its candidates; not cached, as a search does not)."""
 
     def __init__(self, g: Gallery) -> None:
         self.g = g
         self.owner = np.repeat(np.arange(len(g.paths)),
                                np.diff(np.r_[g.face_starts, len(g.face_vectors)]))
-        self._cache: dict[int, np.ndarray] = {}
 
     def __call__(self, rows: list[int]) -> np.ndarray:
         from revsearch.faces.align import align_face
         from revsearch.faces.occlusion import CROP
 
-        for row in rows:
-            if row not in self._cache:
-                image = load_image(self.g.paths[self.owner[row]])
-                self._cache[row] = align_face(image, self.g.face_landmarks[row], CROP)
-        return np.stack([self._cache[r] for r in rows])
+        return np.stack([align_face(load_image(self.g.paths[self.owner[r]]),
+                                    self.g.face_landmarks[r], CROP) for r in rows])
 
 
 def _occluded(pipeline: Pipeline, image: np.ndarray, kind: str, occlude,
