@@ -175,3 +175,27 @@ def test_bench_ray(tmp_path):
     assert r["insert"]["rows"] == 12 + r["runs"][0]["faces"] and r["insert"]["rows_per_s"] > 0
     assert r["transport"]["ms_per_image"] > 0 and r["scan"]["files"] == 12
     assert [row["machines"] for row in r["model"]["rows"]] == [1, 2, 4, 8, 16, 32, 64]
+
+
+def test_bench_occlusion(subset_dir, tmp_path):
+    _run("bench_occlusion.py", "--lfw", str(subset_dir), "--index", "--db",
+         str(tmp_path / "bench.db"), "--queries", "3", "--out", str(tmp_path))
+    r = _read(tmp_path, "bench_occlusion")
+    assert set(r["cases"]) == {"clean", "sunglasses", "mask", "patch"}
+    assert r["cases"]["clean"]["on"]["n"] == r["cases"]["clean"]["off"]["n"] == 3
+    assert r["cases"]["sunglasses"]["handled_as_covered"] >= 1
+    assert all(c["on"]["p50_ms"] > 0 for c in r["cases"].values())
+
+
+def test_occlusion_dev(subset_dir, tmp_path, monkeypatch):
+    root = tmp_path / "lfw"
+    root.mkdir()
+    (root / "lfw-deepfunneled").symlink_to(subset_dir)
+    people = sorted(p.name for p in subset_dir.iterdir())[:6]
+    (root / "pairsDevTrain.txt").write_text(
+        "1\n" + f"{people[0]}\t1\t2\n" + f"{people[1]}\t1\t{people[2]}\t1\n")
+    monkeypatch.setenv("REVSEARCH_HOME", str(tmp_path / "home"))
+    _run("occlusion_dev.py", "--lfw", str(root), "--queries", "3", "--clean", "6",
+         "--out", str(tmp_path))
+    r = _read(tmp_path, "occlusion_dev_sface")
+    assert r["queries"] == 3 and r["stage1"] and r["stage2"][0]["config"] == "plain"

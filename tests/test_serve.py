@@ -48,6 +48,8 @@ def test_search_upload_and_pick_a_face(client, collage):
     body = first.json()
     assert len(body["query"]["faces"]) == 2 and body["query"]["faces"][0]["default"]
     assert set(_labels(body)[:5]) == {"Colin_Powell"}
+    assert body["results"][0]["occlusion"] == "none"
+    assert body["results"][0]["occlusion_handled"] is False
     # The second face, by index and by box, without uploading again.
     qid = body["query"]["id"]
     by_index = client.post("/api/search", data={"query": qid, "face": "1", "k": "5"}).json()
@@ -268,3 +270,22 @@ def test_cli_serve_binds_loopback_only(indexed, tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_covered_query_says_occlusion_was_handled(client, tmp_path):
+    import numpy as np
+
+    from revsearch.eval.occlusion import occlude
+    from revsearch.faces.detect import create_detector
+    from revsearch.media import load_image
+
+    image = load_image(lfw("Colin_Powell", 13))
+    [face] = create_detector("yunet").detect(image)
+    covered = occlude(image, face, "sunglasses", np.random.default_rng(0))
+    path = tmp_path / "covered.png"  # lossless: the test's cover stays as drawn
+    Image.fromarray(covered[:, :, ::-1]).save(path)
+    body = client.post("/api/search", files={"file": ("covered.png", path.read_bytes())},
+                       data={"k": "3"}).json()
+    result = body["results"][0]
+    assert result["occlusion"] == "eyes" and result["occlusion_handled"] is True
+    assert _labels(body)[0] == "Colin_Powell"

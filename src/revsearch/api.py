@@ -30,6 +30,7 @@ import numpy as np
 from revsearch.config import Settings, load_settings
 from revsearch.errors import MediaError, RevsearchError
 from revsearch.faces.detect import Face
+from revsearch.faces.occlusion import VisibleMatcher, create_matcher
 from revsearch.faces.pipeline import Pipeline, VideoAnalysis
 from revsearch.ingest import IngestReport, Problem, run_ingest
 from revsearch.listing import MediaItem, get_media, list_media
@@ -74,6 +75,7 @@ class RevSearch:
         self.space: Space = space_for(settings)
         self.store = Store(settings.db_uri)
         self._pipeline: Pipeline | None = None
+        self._matcher: tuple[VisibleMatcher | None] | None = None
         self._collection: SpaceCollections | None = None
         self._calibration: tuple[Calibration | None] | None = None
         self._cohort: Cohort | None = None
@@ -96,6 +98,14 @@ class RevSearch:
             self._pipeline = Pipeline(self.settings, threads=max(1, self.settings.workers),
                                       space=self.space)
         return self._pipeline
+
+    @property
+    def matcher(self) -> VisibleMatcher | None:
+        """Occlusion handling for query faces, None when off or the space cannot."""
+        if self._matcher is None:
+            on = self.settings.occlusion and self.space.kind == "face"
+            self._matcher = (create_matcher(self.pipeline.embedder) if on else None,)
+        return self._matcher[0]
 
     @property
     def collection(self) -> SpaceCollections:
@@ -263,7 +273,8 @@ class RevSearch:
                 results = search_faces(self.collection, self.pipeline, q.image, k=k,
                                        face=face, all_faces=all_faces, target=target,
                                        exclude_hash=exclude, judge=judge, query_name=q.name,
-                                       detected=self._detected(q))
+                                       detected=self._detected(q), matcher=self.matcher,
+                                       max_pixels=self.settings.max_pixels)
         annotate_persons(self.book, results)
         return results
 
@@ -443,7 +454,7 @@ class RevSearch:
         if query.kind == "video":
             query.analysis = self.track(query.video)
         else:
-            query.detected = self.pipeline.detect(query.image)
+            query.detected = self.pipeline.detect_query(query.image)
         query.pipeline = self.pipeline
 
     def _detected(self, query: Query) -> list[Face]:
@@ -451,7 +462,7 @@ class RevSearch:
         pipeline, e.g. the baseline's whole image, finds other "faces")."""
         if query.pipeline is self.pipeline:
             return query.detected
-        return self.pipeline.detect(query.image)
+        return self.pipeline.detect_query(query.image)
 
     def _tracks(self, query: Query) -> list[Track]:
         if query.pipeline is self.pipeline and query.analysis is not None:

@@ -179,6 +179,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         if result.person_id is not None:
             print(f"  the query's face is person {result.person_id}"
                   + (f": {result.person}" if result.person else " (unnamed)"))
+        if result.occlusion_handled:
+            print(f"  face covered ({result.occlusion}): the first hits are re-ranked on "
+                  f"the visible part")
         for h in result.hits:
             verdict = {True: "match", False: "no match", None: "?"}[h.match]
             label = f"  [{h.label}]" if h.label else ""

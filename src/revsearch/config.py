@@ -223,6 +223,11 @@ class Settings:
         "search", DECIDING, "score normalisation against a cohort of the collection's "
         "faces (asnorm: AS-norm; results then carry the cosine and the normalised score)",
         choices=_norms))
+    # Covered query faces (sunglasses, a mask, a hand): detected on the aligned crop,
+    # then the best hits are re-ranked on the visible part (faces/occlusion.py).
+    occlusion: bool = field(default=True, metadata=about(
+        "search", (*QUERYING, "eval"),
+        "detect covered query faces and re-rank on the visible part"))
     search_ef: int = field(default=0, metadata=about(
         "search", ("search", "serve"), "server: HNSW search width",
         shown_default="max(64, 2k)"))

@@ -8,17 +8,24 @@ with its track's descriptor(s); both live in the same space, so every pairing wo
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from revsearch.errors import NoFaceError
+from revsearch.errors import MediaError, NoFaceError
+from revsearch.faces.align import align_face
 from revsearch.faces.detect import Face
+from revsearch.faces.occlusion import CROP, Occlusion, VisibleMatcher
 from revsearch.faces.pipeline import Pipeline, largest_face, main_track
+from revsearch.media import load_image
 from revsearch.spaces.calibration import Decision
 from revsearch.store import FaceHit, SpaceCollections
 from revsearch.video.track import Track
+
+log = logging.getLogger(__name__)
 
 TARGETS = ("all", "images", "videos")
 
@@ -87,6 +94,10 @@ class SearchResult:
     person_id: int | None = None
     person: str = ""
     decision: Decision = NO_DECISION  # the operating point the matches were judged at
+    # What covers the query face ("none", "eyes", "lower", "other"; photos only) and
+    # whether the hits were re-ranked on the visible part (revsearch.faces.occlusion).
+    occlusion: str = "none"
+    occlusion_handled: bool = False
 
 
 # Normalised scores of one query's hits: (query vectors, hits) -> one score per hit.
@@ -228,20 +239,75 @@ def search_vectors(collection: SpaceCollections, vectors: np.ndarray, k: int, *,
 def search_faces(collection: SpaceCollections, pipeline: Pipeline, image: np.ndarray, *,
                  k: int = 10, face: int | None = None, all_faces: bool = False,
                  target: str = "all", exclude_hash: str = "", judge: Judge | None = None,
-                 query_name: str = "query",
-                 detected: list[Face] | None = None) -> list[SearchResult]:
+                 query_name: str = "query", detected: list[Face] | None = None,
+                 matcher: VisibleMatcher | None = None,
+                 max_pixels: int = 100_000_000) -> list[SearchResult]:
     """Search the collection for the chosen face(s) of a BGR image (`detected`: its faces
-    as this pipeline's detector found them already, to skip detecting again)."""
-    faces = pipeline.detect(image) if detected is None else detected
+    as this pipeline's detector found them already, to skip detecting again).
+
+    With a `matcher`, a covered face's best image hits are re-ranked on what the cover
+    leaves visible (see `match_visible`); an uncovered face's search is unchanged.
+    """
+    faces = pipeline.detect_query(image) if detected is None else detected
     chosen = select_faces(faces, face, all_faces, query_name)
     described = describe_faces(faces)
     vectors = pipeline.embedder.embed(image, [faces[i] for i in chosen])
     judge = judge or Judge()
-    return [SearchResult(query_name, described[i], judge.decision.threshold,
-                         search_vectors(collection, v[None], k, target=target,
-                                        exclude_hash=exclude_hash, judge=judge),
-                         decision=judge.decision)
-            for i, v in zip(chosen, vectors, strict=True)]
+    threshold = judge.decision.threshold
+    results = []
+    for i, v in zip(chosen, vectors, strict=True):
+        occlusion = matcher.inspect(image, faces[i].landmarks) if matcher else Occlusion()
+        wanted = max(k, matcher.settings.rerank) if occlusion.covered else k
+        hits = search_vectors(collection, v[None], wanted, target=target,
+                              exclude_hash=exclude_hash, judge=judge)
+        if occlusion.covered:
+            hits = match_visible(collection, matcher, image, faces[i], occlusion, hits,
+                                 threshold, max_pixels)
+        results.append(SearchResult(query_name, described[i], threshold, hits[:k],
+                                    decision=judge.decision, occlusion=occlusion.region,
+                                    occlusion_handled=occlusion.covered))
+    return results
+
+
+def match_visible(collection: SpaceCollections, matcher: VisibleMatcher, image: np.ndarray,
+                  face: Face, occlusion: Occlusion, hits: list[Hit],
+                  threshold: float | None, max_pixels: int = 100_000_000) -> list[Hit]:
+    """Re-rank the first `matcher.settings.rerank` hits of a covered query face: each
+    photo hit's face is cut again from its file with its stored landmarks, the same
+    cells are painted over in it and in the query, and both are embedded again.
+
+    Hits that cannot be looked at again (videos, files gone or unreadable) keep their plain
+    similarity. The similarity shown is the re-ranking score; `match` still compares
+    the *plain* similarity with the threshold, which was calibrated on whole faces.
+    """
+    head = hits[:matcher.settings.rerank]
+    photos = [h for h in head if h.media_type == "image"]
+    landmarks = collection.face_landmarks([h.face_id for h in photos])
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        crops = list(pool.map(lambda h: _crop_of(h, landmarks.get(h.face_id), max_pixels),
+                              photos))
+    usable = [(h, c) for h, c in zip(photos, crops, strict=True) if c is not None]
+    if usable:
+        scores = matcher.rescore(image, face.landmarks, occlusion,
+                                 np.stack([c for _, c in usable]),
+                                 np.array([h.similarity for h, _ in usable]))
+        for (h, _), score in zip(usable, scores, strict=True):
+            h.similarity = round(float(score), 5)
+    ranked = sorted(head, key=lambda h: -h.similarity) + hits[len(head):]
+    for rank, h in enumerate(ranked, start=1):
+        h.rank = rank
+    return ranked
+
+
+def _crop_of(hit: Hit, landmarks: np.ndarray | None, max_pixels: int) -> np.ndarray | None:
+    """The aligned crop of a photo hit's face, or None if its file cannot be read."""
+    if landmarks is None:
+        return None
+    try:
+        return align_face(load_image(hit.path, max_pixels), landmarks, CROP)
+    except MediaError as exc:
+        log.info("occlusion re-ranking skips %s: %s", hit.path, exc)
+        return None
 
 
 def search_tracks(collection: SpaceCollections, pipeline: Pipeline, tracks: Sequence[Track], *,

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import numpy as np
 from revsearch.api import open_collection
 from revsearch.config import Settings
 from revsearch.eval import metrics
+from revsearch.eval.bench import machine
 from revsearch.eval.datasets import read_pairs
 from revsearch.faces.detect import Face
 from revsearch.faces.pipeline import Pipeline
@@ -45,6 +47,7 @@ class Gallery:
     labelled_face: np.ndarray  # per image, the row of its labelled face in face_vectors
     fallback: np.ndarray  # bool per image: no face was found
     metric: str
+    face_landmarks: np.ndarray | None = None  # (faces, 5, 2), the stored landmarks
 
     @cached_property
     def queries(self) -> np.ndarray:
@@ -75,7 +78,7 @@ def build_gallery(images_dir: Path, settings: Settings, db: str) -> Gallery:
     labelled = [f for f in faces if f["label"]]
     canonical = (np.mean([np.asarray(f["landmarks"]).reshape(5, 2) for f in labelled], axis=0)
                  if labelled else None)
-    vectors, starts, fallback, labelled_rows = [], [], [], []
+    vectors, starts, fallback, labelled_rows, marks = [], [], [], [], []
     for path in paths:
         rows = sorted(by_image.get(path, []), key=lambda r: r["face_index"])
         starts.append(len(vectors))
@@ -84,15 +87,17 @@ def build_gallery(images_dir: Path, settings: Settings, db: str) -> Gallery:
             at = next((i for i, r in enumerate(rows) if r["label"]), 0)
             labelled_rows.append(len(vectors) + at)
             vectors.extend(vecs)
+            marks.extend(np.asarray(r["landmarks"], np.float32).reshape(5, 2) for r in rows)
             fallback.append(False)
         else:
             pipeline = pipeline or Pipeline(settings, threads=max(1, settings.workers))
             labelled_rows.append(len(vectors))
             vectors.append(_fallback_vector(pipeline, Path(path), canonical))
+            marks.append(np.asarray(canonical, np.float32))
             fallback.append(True)
     labels = np.array([Path(p).parent.name for p in paths])
     return Gallery(paths, labels, np.stack(vectors), np.array(starts),
-                   np.array(labelled_rows), np.array(fallback), space.metric)
+                   np.array(labelled_rows), np.array(fallback), space.metric, np.stack(marks))
 
 
 def _fallback_vector(pipeline: Pipeline, path: Path, landmarks: np.ndarray | None) -> np.ndarray:
@@ -207,76 +212,182 @@ def evaluate_lfw(lfw_root: Path, settings: Settings, out_dir: Path, db: str) -> 
 
 def evaluate_occlusion(lfw_root: Path, settings: Settings, out_dir: Path, db: str,
                        queries: int = 1000, seed: int = 0, command: str = "") -> dict:
-    """Occluded LFW queries against the clean LFW gallery (see `occlusion.py`).
+    """Occluded LFW queries against the clean LFW gallery (see `occlusion.py`), before
+    and after occlusion handling (revsearch.faces.occlusion).
 
     The same `queries` labelled images (people with 2+ images, drawn with `seed`) are
     searched clean and with each occluder over their labelled face. The occluded image
     goes through the whole query path again (detection included); a query whose face is
-    no longer found counts as a miss and is reported as lost.
+    no longer found counts as a miss and is reported as lost. "Before" is the plain
+    path (the index's detector, the plain vector); "after" is the product's query path
+    with occlusion handling: the query-only detector fallback, the occlusion detector,
+    and the best `rerank` images compared again on the visible part (their faces cut
+    again from the files with the stored landmarks, as a search does). The detector's
+    confusion table counts its verdict (none, eyes, lower, other) per occluder.
     """
     from revsearch.eval.occlusion import KINDS, occlude
+    from revsearch.faces.occlusion import REGIONS, create_matcher
 
     g = build_gallery(lfw_root / "lfw-deepfunneled", settings, db)
-    pipeline = Pipeline(settings, threads=max(1, settings.workers))
+    on = replace(settings, occlusion=True)
+    pipeline = Pipeline(on, threads=max(1, settings.workers))
+    matcher = create_matcher(pipeline.embedder)
     names, counts = np.unique(g.labels, return_counts=True)
     multi = set(names[counts >= 2])
     pool = [i for i, name in enumerate(g.labels) if name in multi]
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(pool, size=min(queries, len(pool)), replace=False).tolist())
     runs: dict[str, dict] = {}
+    confusion = {kind: dict.fromkeys(("lost", *REGIONS), 0) for kind in ("clean", *KINDS)}
+    crops = _GalleryCrops(g)
+    started = time.monotonic()
     for kind in ("clean", *KINDS):
-        first, aps, lost = [], [], 0
+        before, after = _Tally(), _Tally()
         for q in chosen:
-            image = load_image(g.paths[q])
-            vector = _occluded_query(pipeline, image, kind, occlude, rng)
             relevant = g.labels == g.labels[q]
             relevant[q] = False
-            if vector is None:
-                lost += 1
-                first.append(np.inf)
-                aps.append(0.0)
+            image = load_image(g.paths[q])
+            shown, target = _occluded(pipeline, image, kind, occlude, rng)
+            if shown is None:  # no face even before occluding
+                before.lost_query()
+                after.lost_query()
+                confusion[kind]["lost"] += 1
                 continue
-            face_scores = metrics.similarity(vector[None], g.face_vectors, g.metric)[0]
-            scores = np.maximum.reduceat(face_scores, g.face_starts)
-            scores[q] = -np.inf
-            ranks = metrics.ranks_of_relevant(scores, relevant)
-            first.append(ranks[0])
-            aps.append(metrics.average_precision(ranks))
-        first_arr = np.array(first)
-        runs[kind] = {"queries": len(chosen), "lost": lost, "mAP": float(np.mean(aps)),
-                      "rank1": float((first_arr <= 1).mean()),
-                      "rank5": float((first_arr <= 5).mean())}
+            plain = _found(pipeline.detect(shown), target)
+            scored = _image_scores(g, pipeline, shown, plain, q)
+            before.add(None if scored is None else scored[0], relevant)
+            face = plain or _found(pipeline.detect_query(shown), target)
+            if face is None:
+                after.lost_query()
+                confusion[kind]["lost"] += 1
+                continue
+            occ = matcher.inspect(shown, face.landmarks) if matcher else None
+            confusion[kind][occ.region if occ else "none"] += 1
+            scored = _image_scores(g, pipeline, shown, face, q)
+            scores = scored[0]
+            if occ is not None and occ.covered:
+                scores = _rerank(g, matcher, crops, shown, face, occ, scored)
+            after.add(scores, relevant)
+        runs[kind] = {"queries": len(chosen), "before": before.summary(),
+                      "after": after.summary()}
     result = {"pipeline": space_for(settings).key, "licence": space_for(settings).licence,
               "gallery_images": len(g.paths),
-              "seed": seed, "runs": runs, "command": command}
+              "seed": seed, "runs": runs, "detector_confusion": confusion,
+              "occlusion_settings": asdict(matcher.settings) if matcher else None,
+              "seconds": round(time.monotonic() - started, 1), "command": command,
+              "date": time.strftime("%Y-%m-%d"), "git_commit": _git_commit(),
+              "machine": machine()}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"occlusion_lfw_{space_for(settings).key}.json").write_text(
         json.dumps(result, indent=2))
     from revsearch.eval import report
 
     report.occlusion_markdown(out_dir, result)
+    report.occlusion_plot(out_dir, result)
     report.occlusion_examples(out_dir / "occlusion_examples.png", g.paths[chosen[0]],
-                              pipeline, rng)
+                              pipeline, np.random.default_rng(seed))
     return result
 
 
-def _occluded_query(pipeline: Pipeline, image: np.ndarray, kind: str, occlude,
-                    rng: np.random.Generator) -> np.ndarray | None:
-    """The query vector of the labelled (central) face after occluding it, or None."""
+class _Tally:
+    """First relevant ranks and average precisions of a run's queries."""
+
+    def __init__(self) -> None:
+        self.first: list[float] = []
+        self.aps: list[float] = []
+        self.lost = 0
+
+    def lost_query(self) -> None:
+        self.lost += 1
+        self.first.append(np.inf)
+        self.aps.append(0.0)
+
+    def add(self, scores: np.ndarray | None, relevant: np.ndarray) -> None:
+        if scores is None:
+            self.lost_query()
+            return
+        ranks = metrics.ranks_of_relevant(scores, relevant)
+        self.first.append(ranks[0])
+        self.aps.append(metrics.average_precision(ranks))
+
+    def summary(self) -> dict:
+        first = np.array(self.first)
+        return {"lost": self.lost, "mAP": float(np.mean(self.aps)),
+                "rank1": float((first <= 1).mean()), "rank5": float((first <= 5).mean())}
+
+
+class _GalleryCrops:
+    """Aligned crops of gallery faces, cut from their files with the stored landmarks
+    (as a search does for its candidates; not cached, as a search does not)."""
+
+    def __init__(self, g: Gallery) -> None:
+        self.g = g
+        self.owner = np.repeat(np.arange(len(g.paths)),
+                               np.diff(np.r_[g.face_starts, len(g.face_vectors)]))
+
+    def __call__(self, rows: list[int]) -> np.ndarray:
+        from revsearch.faces.align import align_face
+        from revsearch.faces.occlusion import CROP
+
+        return np.stack([align_face(load_image(self.g.paths[self.owner[r]]),
+                                    self.g.face_landmarks[r], CROP) for r in rows])
+
+
+def _occluded(pipeline: Pipeline, image: np.ndarray, kind: str, occlude,
+              rng: np.random.Generator) -> tuple[np.ndarray | None, Face | None]:
+    """The image with its labelled (central) face occluded, and that face as it was."""
     from revsearch.faces.pipeline import central_face
 
     faces = pipeline.detect(image)
     if not faces:
-        return None
+        return None, None
     target = faces[central_face(faces, image.shape)]
-    if kind != "clean":
-        image = occlude(image, target, kind, rng)
-        faces = pipeline.detect(image)
-        if not faces:
-            return None
-        cx, cy = target.center
-        near = min(faces, key=lambda f: (f.center[0] - cx) ** 2 + (f.center[1] - cy) ** 2)
-        if (near.center[0] - cx) ** 2 + (near.center[1] - cy) ** 2 > (target.box[2] / 2) ** 2:
-            return None  # only some other face is left
-        target = near
-    return pipeline.embedder.embed(image, [target])[0]
+    return (image if kind == "clean" else occlude(image, target, kind, rng)), target
+
+
+def _found(faces: list[Face], target: Face) -> Face | None:
+    """The detected face nearest the occluded one, if within half its width of it."""
+    if not faces:
+        return None
+    cx, cy = target.center
+    near = min(faces, key=lambda f: (f.center[0] - cx) ** 2 + (f.center[1] - cy) ** 2)
+    if (near.center[0] - cx) ** 2 + (near.center[1] - cy) ** 2 > (target.box[2] / 2) ** 2:
+        return None  # only some other face is left
+    return near
+
+
+def _image_scores(g: Gallery, pipeline: Pipeline, image: np.ndarray, face: Face | None,
+                  q: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per gallery image, its best face's similarity to this query face (q excluded),
+    and per gallery face, its similarity."""
+    if face is None:
+        return None
+    vector = pipeline.embedder.embed(image, [face])[0]
+    face_scores = metrics.similarity(vector[None], g.face_vectors, g.metric)[0]
+    scores = np.maximum.reduceat(face_scores, g.face_starts)
+    scores[q] = -np.inf
+    return scores, face_scores
+
+
+def _rerank(g: Gallery, matcher, crops: _GalleryCrops, image: np.ndarray, face: Face,
+            occ, scored: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Image scores with the best `rerank` images re-scored on the visible part (each
+    through its best face, as a search hit is), ranked above the rest as the search's
+    re-ranked head is."""
+    scores, face_scores = scored
+    top = np.argsort(-scores, kind="stable")[:matcher.settings.rerank]
+    ends = np.r_[g.face_starts[1:], len(g.face_vectors)]
+    rows = [int(g.face_starts[t] + np.argmax(face_scores[g.face_starts[t]:ends[t]]))
+            for t in top]
+    new = matcher.rescore(image, face.landmarks, occ, crops(rows), scores[top])
+    out = scores.copy()
+    out[top] = 10.0 + new  # the head stays above every image not looked at again
+    return out
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""

@@ -203,18 +203,65 @@ def occlusion_markdown(out: Path, result: dict) -> Path:
     key = result["pipeline"]
     lines = [f"# Occluded LFW queries ({key})", "",
              f"Command: `{result['command']}`" if result.get("command") else "", "",
+             f"Date {result.get('date', '?')}, commit `{result.get('git_commit', '?')[:10]}`, "
+             f"{result.get('machine', {}).get('cpu', '?')}.", "",
              f"The same queries, clean and with each occluder over the labelled face, "
              f"searched against the clean {result['gallery_images']}-image LFW gallery "
              "(query image excluded). Lost = no face found any more near the occluded one "
-             "(counted as a miss).", "",
+             "(counted as a miss). Before: the plain query path. After: with occlusion "
+             "handling (query-only detector fallback, occlusion detector, the best "
+             "candidates compared again on the visible part).", "",
              *licence_lines({key: result.get("licence", "")}),
-             "| query | queries | lost | mAP | rank-1 | rank-5 |", "|---|---|---|---|---|---|"]
+             "| query | queries | lost before | lost after | rank-1 before | rank-1 after "
+             "| rank-5 before | rank-5 after | mAP before | mAP after |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for kind, r in result["runs"].items():
-        lines.append(f"| {kind} | {r['queries']} | {r['lost']} | {r['mAP']:.4f} | "
-                     f"{r['rank1']:.4f} | {r['rank5']:.4f} |")
-    lines += ["", "![occluders](occlusion_examples.png)", ""]
+        b, a = r["before"], r["after"]
+        lines.append(f"| {kind} | {r['queries']} | {b['lost']} | {a['lost']} | "
+                     f"{b['rank1']:.4f} | {a['rank1']:.4f} | {b['rank5']:.4f} | "
+                     f"{a['rank5']:.4f} | {b['mAP']:.4f} | {a['mAP']:.4f} |")
+    confusion = result.get("detector_confusion")
+    if confusion:
+        regions = list(next(iter(confusion.values())))
+        lines += ["", "Occlusion detector's verdict per occluder (faces found after the "
+                  "fallback; lost = no face):", "",
+                  "| query | " + " | ".join(regions) + " | flagged |",
+                  "|---" * (len(regions) + 2) + "|"]
+        for kind, row in confusion.items():
+            found = sum(v for r, v in row.items() if r != "lost")
+            flagged = sum(v for r, v in row.items() if r not in ("lost", "none"))
+            share = f"{flagged / found:.3f}" if found else "-"
+            lines.append(f"| {kind} | " + " | ".join(str(row[r]) for r in regions) +
+                         f" | {share} |")
+    lines += ["", f"![before and after](occlusion_lfw_{key}.png)", "",
+              "![occluders](occlusion_examples.png)", ""]
     path = out / f"occlusion_lfw_{key}.md"
     path.write_text("\n".join(lines))
+    return path
+
+
+def occlusion_plot(out: Path, result: dict) -> Path:
+    """Rank-1 before and after occlusion handling, per occluder."""
+    plt = _plt()
+    kinds = list(result["runs"])
+    before = [result["runs"][k]["before"]["rank1"] for k in kinds]
+    after = [result["runs"][k]["after"]["rank1"] for k in kinds]
+    x = np.arange(len(kinds))
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(x - 0.2, before, 0.4, label="before")
+    ax.bar(x + 0.2, after, 0.4, label="after (occlusion handling)")
+    for xi, (b, a) in enumerate(zip(before, after, strict=True)):
+        ax.text(xi - 0.2, b + 0.01, f"{b:.3f}", ha="center", fontsize=7)
+        ax.text(xi + 0.2, a + 0.01, f"{a:.3f}", ha="center", fontsize=7)
+    ax.set_xticks(x, kinds)
+    ax.set_ylim(0, 1.08)
+    ax.set_ylabel("rank-1")
+    ax.set_title(f"Occluded LFW queries, {result['pipeline']}")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    path = out / f"occlusion_lfw_{result['pipeline']}.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
     return path
 
 

@@ -315,6 +315,20 @@ class FusedEmbedder:
         parts = [m.embed(image, faces) for m in self.members]
         return (np.concatenate(parts, axis=1) * self._scale).astype(np.float32)
 
+    @property
+    def size(self) -> int:
+        """The aligned crop size all members take, 0 if some cannot embed crops (dlib)."""
+        sizes = {getattr(m, "size", 0) if hasattr(m, "embed_aligned") else 0
+                 for m in self.members}
+        return sizes.pop() if len(sizes) == 1 else 0
+
+    def embed_aligned(self, crops: np.ndarray) -> np.ndarray:
+        """Embed aligned crops with every member (all must take the same crops)."""
+        if not self.size:
+            raise ValueError(f"{self.name}: not every member embeds aligned crops")
+        parts = [m.embed_aligned(crops) for m in self.members]
+        return (np.concatenate(parts, axis=1) * self._scale).astype(np.float32)
+
 
 EMBEDDERS = ("sface", "dlib", "onnx")
 

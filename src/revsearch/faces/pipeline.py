@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from revsearch.config import Settings
-from revsearch.faces.detect import Face
+from revsearch.faces.detect import Detector, Face
 from revsearch.spaces import Space, space_for
 from revsearch.video.frames import Sampling, read_frames
 from revsearch.video.track import Detection, Track, aggregate, frame_quality, link
@@ -44,9 +44,27 @@ class Pipeline:
         self.detector = self.space.create_detector(settings)
         self.embedder = self.space.create_embedder(settings, threads)
         self.dim = self.embedder.dim
+        self._fallback: Detector | None = None
 
     def detect(self, image: np.ndarray) -> list[Face]:
         return self.detector.detect(image)
+
+    def detect_query(self, image: np.ndarray) -> list[Face]:
+        """A query photo's faces: as `detect`; with occlusion handling on, a photo where
+        YuNet finds none is looked at again with a lower score threshold (a covered face
+        scores lower). The index never uses this: only the person being searched for."""
+        faces = self.detector.detect(image)
+        if faces or not self.settings.occlusion or \
+                self.space.detector_name(self.settings) != "yunet":
+            return faces
+        if self._fallback is None:
+            from revsearch.faces.detect import create_detector
+            from revsearch.faces.occlusion import OcclusionSettings
+
+            score = min(self.settings.det_score, OcclusionSettings().fallback_score)
+            self._fallback = create_detector("yunet", score_threshold=score,
+                                             max_side=self.settings.det_max_side)
+        return self._fallback.detect(image)
 
     def analyze(self, image: np.ndarray) -> list[EmbeddedFace]:
         faces = self.detector.detect(image)

@@ -120,6 +120,10 @@ class ResultOut(BaseModel):
     person_id: int | None = Field(None, description="the query face's person: the top "
                                   "hit's, when it is a match")
     person: str = ""
+    occlusion: str = Field(default="none", description="what covers the query face: none, "
+                           "eyes, lower (a mask), other (photos only)")
+    occlusion_handled: bool = Field(default=False, description="the hits were re-ranked "
+                                    "on the visible part of the covered face")
 
 
 class SearchOut(BaseModel):
@@ -278,7 +282,8 @@ def result_out(result: SearchResult) -> ResultOut:
                      threshold=result.threshold, hits=hits,
                      decision=DecisionOut(**asdict(result.decision)),
                      track=TrackOut(**asdict(result.track)) if result.track else None,
-                     person_id=result.person_id, person=result.person)
+                     person_id=result.person_id, person=result.person,
+                     occlusion=result.occlusion, occlusion_handled=result.occlusion_handled)
 
 
 def media_out(item: MediaItem) -> MediaOut:

@@ -260,6 +260,16 @@ class SpaceCollections:
                          output_fields=["image_id", "path", "face_index", "box", "label"])
         return dict(rows[0]) if rows else None
 
+    def face_landmarks(self, face_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored (5, 2) landmarks of these faces, by face id (unknown ids left out)."""
+        if not face_ids:
+            return {}
+        with database_errors(self.store.uri):
+            rows = self._get(self.faces_name, ids=list(face_ids),
+                             output_fields=["face_id", "landmarks"])
+        return {str(r["face_id"]): np.asarray(r["landmarks"], np.float32).reshape(5, 2)
+                for r in rows}
+
     def get_track(self, video_id: str, track_index: int) -> dict | None:
         """A track's first descriptor row (time span, thumbnail frame and box)."""
         rows = self._get(self.tracks_name, ids=[track_row_id(video_id, track_index, 0)],

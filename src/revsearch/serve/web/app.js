@@ -200,6 +200,12 @@ function renderResults(data) {
   const known = result.person ? `, who is ${result.person.replaceAll("_", " ")}` : "";
   $("results-title").textContent =
     `Results for ${who}${known} (${describeDecision(result.decision)})`;
+  const covered = $("occlusion-note");
+  const where = {eyes: "the eyes", lower: "the lower face", other: "part of the face"};
+  covered.hidden = !result.occlusion_handled;
+  covered.textContent = result.occlusion_handled
+    ? `The face looks covered over ${where[result.occlusion] || "part of the face"}: ` +
+      "the best results were re-ranked on the visible part." : "";
   for (const h of result.hits) {
     const card = document.createElement("article");
     card.className = "hit" + (h.match ? " match" : "");
