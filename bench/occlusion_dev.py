@@ -218,7 +218,7 @@ def main() -> None:
     masked_cache: dict = {}
     impostors: dict = {}
     cal = pipeline.space.calibration(settings.home)
-    threshold = cal.threshold if cal else 0.358
+    threshold = cal.point(1e-3).threshold if cal else 0.358
     stage2 = [{"config": "plain", **{k: rank1(k, None, 0, 0) for k in ("clean", *KINDS)}}]
     print(stage2[-1])
     for grow, n, weight in itertools.product((2,), (10, 20, 50), (1.0, 0.7, 0.5)):

@@ -271,11 +271,14 @@ def test_killed_server_resumes_to_the_rows_of_an_uninterrupted_run(tmp_path):
     assert server.proc.returncode == -signal.SIGKILL and 0 < job["done"] < job["total"]
     assert workers, "the server ran its ingest without worker processes"
     _assert_gone(workers)  # the killed server's ingest workers do not linger
+    # What was committed before the kill (files with their marker row): how much that is
+    # depends on the machine's speed, so it is read rather than assumed.
+    kept = [r for r in _rows(db, home) if "n_faces" in r]
     server = Served(db, home, "--watch", str(photos))
     try:
         [job] = server.idle()
         assert job["state"] == "done" and not job["problems"]
-        assert job["report"]["unchanged"] > 0  # what was written before the kill stays
+        assert job["report"]["unchanged"] == len(kept)  # what was written stays
     finally:
         server.stop()
     _assert_same_rows(_rows(db, home), expected)

@@ -382,7 +382,9 @@ async function loadPeople() {
   try {
     const data = await api("/api/people?limit=500");
     people.list = data.people;
-    people.selected.clear();
+    // A reload (after a rename, say) keeps what the user picked, if those persons remain.
+    const present = new Set(data.people.map((p) => p.person_id));
+    for (const id of [...people.selected]) if (!present.has(id)) people.selected.delete(id);
     $("people-count").textContent = `${data.total} persons with two or more faces or a name`;
     renderPeople();
   } catch (err) {
@@ -488,6 +490,7 @@ async function mergeSelected() {
     for (const other of chosen.slice(1)) {
       await postForm(`/api/people/${chosen[0].person_id}/merge`, { other: other.person_id });
     }
+    people.selected.clear();
     await loadPeople();
   } catch (err) {
     peopleError(err.message);
