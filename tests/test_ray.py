@@ -173,6 +173,7 @@ def mixed(tmp_path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.ray_unsettled
 def test_ray_rows_equal_local_rows_through_incremental_and_sync(ray_address, server, mixed,
                                                                  tmp_path):
     """Each step with both engines: the same report and the same rows, row for row."""
@@ -293,6 +294,7 @@ def test_driver_killed_mid_run_then_rerun_gives_identical_rows(ray_address, serv
 
 
 @pytest.mark.slow
+@pytest.mark.ray_unsettled
 def test_worker_killed_mid_run_the_run_recovers_with_identical_rows(ray_address, server,
                                                                     many, tmp_path):
     photos, expected = many
