@@ -22,7 +22,7 @@ demo: venv
 
 test: venv browser
 	$(BIN)/ruff check src tests bench notebooks
-	$(BIN)/python -m pytest -m "not ray_unsettled"
+	$(BIN)/python -m pytest
 
 # The tests not marked slow: a quick check while editing (`make test` runs them all).
 test-fast: venv

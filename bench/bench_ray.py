@@ -35,6 +35,7 @@ import ray
 
 import revsearch
 from revsearch.config import load_settings
+from revsearch.eval import provenance
 from revsearch.eval.bench import machine, save_report
 from revsearch.ingest import scan
 from revsearch.ingest.engines.ray import IN_FLIGHT, MAX_BATCH
@@ -246,12 +247,6 @@ def write(result: dict, out: Path) -> None:
     save_report(out, "bench_ray", result, lines)
 
 
-def _commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True, cwd=ROOT)
-    return done.stdout.strip() or "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -298,7 +293,7 @@ def main() -> None:
         wall = (ray2["seconds"] - local["seconds"]) / local["images"] * 1000
         result = {
             "command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d"),
-            "commit": _commit(), "machine": machine(), "ray": ray.__version__,
+            "commit": provenance.git_commit(), "machine": machine(), "ray": ray.__version__,
             "milvus": version("milvus") if server else uri, "load_at_start": load,
             "runs": runs, "insert": insert, "transport": shipped, "scan": scanned,
             "mean_file_bytes": round(mean_bytes),

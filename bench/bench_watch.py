@@ -36,6 +36,7 @@ import httpx
 from bench_api import free_port, run_load
 
 import revsearch
+from revsearch.eval import provenance
 from revsearch.eval.bench import machine, save_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,12 +118,6 @@ def whole_job(job: dict) -> dict:
             "files_per_s": round(r["indexed"] / r["seconds"], 2)}
 
 
-def git_commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                         text=True)
-    return out.stdout.strip()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lfw", default=str(ROOT.parent / "shared/data/lfw/lfw-deepfunneled"))
@@ -188,7 +183,7 @@ def main() -> None:
             server.terminate()
             server.wait(60)
     result = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M"),
-              "git_commit": git_commit(), "machine": machine(),
+              "git_commit": provenance.git_commit(), "machine": machine(),
               "load_average_1min": [round(x, 2) for x in loads],
               "settings": {"ingest_photos": args.ingest, "base_photos": args.base,
                            "clients": args.clients, "seconds": args.seconds,

@@ -8,13 +8,13 @@ and L2 rank identically (|a-b|^2 = 2 - 2 cos), which the run checks too.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from revsearch.eval import provenance
 from revsearch.eval.metrics import exact_top
 
 
@@ -112,7 +112,7 @@ def compare_indexes(vectors: np.ndarray, n_queries: int = 500, k: int = 10,
 
 def write_report(result: dict, out: Path, command: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ann.json").write_text(json.dumps({**result, "command": command}, indent=2))
+    provenance.write_json(out / "ann.json", {**result, "command": command})
     lines = [
         "# Similarity search: index types in Milvus on face embeddings", "",
         f"Command: `{command}`", "",

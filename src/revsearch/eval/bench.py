@@ -1,19 +1,14 @@
 """What every benchmark script in bench/ shares: the machine a run was made on, latency
-percentiles, and writing a report as JSON (every figure) beside Markdown (the tables)."""
+percentiles, and writing a report as JSON (every figure, with its provenance) beside
+Markdown (the tables)."""
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 
-# The packages whose versions move the measured speeds.
-PACKAGES = ("onnxruntime", "openvino", "opencv-python-headless", "pymilvus", "milvus-lite",
-            "numpy")
+from revsearch.eval import provenance
 
 
 def percentiles(ms: list[float]) -> dict:
@@ -24,16 +19,8 @@ def percentiles(ms: list[float]) -> dict:
 
 
 def machine() -> dict:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "packages": {p: version(p) for p in PACKAGES}}
+    """The machine and package versions, for a report's header line."""
+    return {**provenance.machine(), "packages": provenance.packages()}
 
 
 def save_report(out: Path, stem: str, result: dict, lines: list[str]) -> str:
@@ -41,6 +28,6 @@ def save_report(out: Path, stem: str, result: dict, lines: list[str]) -> str:
     the Markdown."""
     out.mkdir(parents=True, exist_ok=True)
     text = "\n".join(lines) + "\n"
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    provenance.write_json(out / f"{stem}.json", result)
     (out / f"{stem}.md").write_text(text)
     return text

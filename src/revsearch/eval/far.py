@@ -28,7 +28,6 @@ measured on the other half.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from revsearch.config import Settings
+from revsearch.eval import provenance
 from revsearch.eval.calibrate import rates, threshold_at_far
 from revsearch.eval.datasets import default_ytf_root, read_pairs, ytf_videos
 from revsearch.eval.ytf import TrackedVideo, cached_tracks
@@ -226,7 +226,8 @@ def evaluate_far(lfw_root: Path, settings: Settings, out_dir: Path, db: str,
         "created": time.strftime("%Y-%m-%d"),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"far_{space.key}.json").write_text(json.dumps(result, indent=2) + "\n")
+    provenance.write_json(out_dir / f"far_{space.key}.json", result,
+                          runtime_name=settings.runtime)
     from revsearch.eval import report
 
     report.far_markdown(out_dir, result, space.licence)

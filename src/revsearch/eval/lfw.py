@@ -13,9 +13,7 @@ reported. The baseline looks at whole images and never lacks one.
 
 from __future__ import annotations
 
-import json
 import logging
-import subprocess
 import time
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
@@ -25,7 +23,7 @@ import numpy as np
 
 from revsearch.api import open_collection
 from revsearch.config import Settings
-from revsearch.eval import metrics
+from revsearch.eval import metrics, provenance
 from revsearch.eval.bench import machine
 from revsearch.eval.datasets import read_pairs
 from revsearch.faces.detect import Face
@@ -138,6 +136,7 @@ def retrieval(g: Gallery, chunk: int = 256, max_rank: int = 100,
         "queries": len(query_idx), "gallery_images": len(g.paths),
         "gallery_faces": len(g.face_vectors), "mAP": float(np.mean(aps)),
         **{f"rank{k}": float((first_arr <= k).mean()) for k in (1, 5, 10)},
+        "mAP_ci95": metrics.bootstrap_ci(aps), "rank1_ci95": metrics.bootstrap_ci(first_arr <= 1),
         "precision_at_10": float(np.mean(p10)), "cmc": curve.tolist(),
         "rank1_misses": len(misses),
         "rank1_misses_on_unlabelled_face": _misses_on_unlabelled_face(g, misses, tops),
@@ -183,8 +182,17 @@ def verification(g: Gallery, pairs_file: Path) -> dict:
         "pairs": len(scores), "accuracy": acc["mean"], "accuracy_std": acc["std"],
         "fold_accuracies": acc["folds"], "auc": metrics.roc_auc(scores_a, same_a),
         "tar_at_far_1e-3": metrics.tar_at_far(scores_a, same_a, 1e-3)["tar"],
+        "roc": _roc_points(far, tar),
         "_scores": scores_a, "_same": same_a, "_roc": (far, tar),
     }
+
+
+def _roc_points(far: np.ndarray, tar: np.ndarray, points: int = 200) -> dict:
+    """The ROC curve thinned to about `points` points on a log FAR axis (for plots that
+    compare pipelines from their results files)."""
+    grid = np.unique(np.r_[0.0, np.geomspace(1e-4, 1.0, points)])
+    idx = np.clip(np.searchsorted(far, grid, side="right") - 1, 0, len(far) - 1)
+    return {"far": far[idx].round(6).tolist(), "tar": tar[idx].round(6).tolist()}
 
 
 def evaluate_lfw(lfw_root: Path, settings: Settings, out_dir: Path, db: str) -> dict:
@@ -202,7 +210,8 @@ def evaluate_lfw(lfw_root: Path, settings: Settings, out_dir: Path, db: str) -> 
         "seconds": round(time.monotonic() - started, 1),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"lfw_{space_for(settings).key}.json").write_text(json.dumps(result, indent=2))
+    provenance.write_json(out_dir / f"lfw_{space_for(settings).key}.json", result,
+                          runtime_name=settings.runtime)
     from revsearch.eval import report
 
     report.lfw_plots(out_dir, space_for(settings).key, g, ret, ver)
@@ -275,11 +284,11 @@ def evaluate_occlusion(lfw_root: Path, settings: Settings, out_dir: Path, db: st
               "seed": seed, "runs": runs, "detector_confusion": confusion,
               "occlusion_settings": asdict(matcher.settings) if matcher else None,
               "seconds": round(time.monotonic() - started, 1), "command": command,
-              "date": time.strftime("%Y-%m-%d"), "git_commit": _git_commit(),
+              "date": time.strftime("%Y-%m-%d"), "git_commit": provenance.git_commit(),
               "machine": machine()}
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"occlusion_lfw_{space_for(settings).key}.json").write_text(
-        json.dumps(result, indent=2))
+    provenance.write_json(out_dir / f"occlusion_lfw_{space_for(settings).key}.json", result,
+                          command=command or None, runtime_name=settings.runtime)
     from revsearch.eval import report
 
     report.occlusion_markdown(out_dir, result)
@@ -313,7 +322,8 @@ class _Tally:
     def summary(self) -> dict:
         first = np.array(self.first)
         return {"lost": self.lost, "mAP": float(np.mean(self.aps)),
-                "rank1": float((first <= 1).mean()), "rank5": float((first <= 5).mean())}
+                "rank1": float((first <= 1).mean()), "rank5": float((first <= 5).mean()),
+                "rank1_ci95": metrics.bootstrap_ci(first <= 1)}
 
 
 class _GalleryCrops:
@@ -383,11 +393,3 @@ def _rerank(g: Gallery, matcher, crops: _GalleryCrops, image: np.ndarray, face: 
     out = scores.copy()
     out[top] = 10.0 + new  # the head stays above every image not looked at again
     return out
-
-
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""

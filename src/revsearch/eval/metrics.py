@@ -192,3 +192,19 @@ def _solve_p(f, target: float, falling: bool = False, iters: int = 80) -> float:
         else:
             lo = mid
     return 10.0 ** ((lo + hi) / 2)
+
+
+def bootstrap_ci(values: np.ndarray | list[float], confidence: float = 0.95,
+                 resamples: int = 2000, seed: int = 0) -> list[float]:
+    """Percentile bootstrap interval of the mean of per-query `values` (resampling the
+    queries), e.g. rank-1 hits (0/1) or average precisions."""
+    a = np.asarray(values, dtype=np.float64)
+    if len(a) == 0:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    for start in range(0, resamples, 200):  # bounded memory for large query sets
+        n = min(200, resamples - start)
+        means[start:start + n] = a[rng.integers(0, len(a), size=(n, len(a)))].mean(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    return [float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))]

@@ -21,7 +21,6 @@ does; `asnorm_keeping_matches` keeps them (plain AS-norm).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from dataclasses import asdict, replace
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from revsearch.config import Settings
+from revsearch.eval import provenance
 from revsearch.eval.calibrate import rates, threshold_at_far
 from revsearch.eval.datasets import default_ytf_root, read_pairs, ytf_videos
 from revsearch.faces.pipeline import Pipeline
@@ -221,7 +221,8 @@ def evaluate_norm(lfw_root: Path, settings: Settings, out_dir: Path, db: str,
         "created": time.strftime("%Y-%m-%d"),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"norm_{space.key}.json").write_text(json.dumps(result, indent=2) + "\n")
+    provenance.write_json(out_dir / f"norm_{space.key}.json", result,
+                          runtime_name=settings.runtime)
     from revsearch.eval import report
 
     report.norm_markdown(out_dir, result)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from revsearch.config import Settings
-from revsearch.eval import metrics
+from revsearch.eval import metrics, provenance
 from revsearch.eval.bench import machine, save_report
 from revsearch.eval.datasets import read_pairs
 from revsearch.people import cluster
@@ -39,16 +39,6 @@ GRID = np.round(np.arange(0.40, 0.651, 0.025), 3)
 RANKS = (1.2, 2.0, 3.0)
 SENSITIVITY_K = (10, 20, 30)  # the default method at other graph sizes (k fixed at 30)
 IMMICH = {"threshold": 0.5, "min_samples": 3}  # maxDistance 0.5 (cosine), minFaces 3
-
-
-def _git() -> str:
-    import subprocess
-
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, timeout=10).stdout.strip()
-    except OSError:
-        return ""
 
 
 def dev_people(lfw_root: Path) -> set[str]:
@@ -382,8 +372,8 @@ def run(lfw_root: Path, ytf_root: Path | None, settings: Settings, out: Path, lf
 
     started = time.monotonic()
     lfw = evaluate_lfw(lfw_root, settings, lfw_db)
-    result: dict = {"command": command, "date": date.today().isoformat(), "commit": _git(),
-                    "machine": machine(), "lfw": lfw}
+    result: dict = {"command": command, "date": date.today().isoformat(),
+                    "commit": provenance.git_commit(), "machine": machine(), "lfw": lfw}
     if ytf_root is not None and ytf_db:
         chosen = {m: e for m, e in lfw["methods"].items() if m != "components_at_match"}
         result["ytf"] = evaluate_ytf(ytf_root, settings, ytf_db, chosen)

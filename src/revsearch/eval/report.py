@@ -98,13 +98,21 @@ def licence_lines(licences: dict[str, str]) -> list[str]:
 
 def _row(r: dict) -> str:
     ret, ver = r["retrieval"], r["verification"]
-    return (f"| {r['pipeline']} | {ret['mAP']:.4f} | {ret['rank1']:.4f} | {ret['rank5']:.4f} "
+    return (f"| {r['pipeline']} | {ret['mAP']:.4f}{_ci(ret, 'mAP')} "
+            f"| {ret['rank1']:.4f}{_ci(ret, 'rank1')} | {ret['rank5']:.4f} "
             f"| {ret['rank10']:.4f} | {ret['precision_at_10']:.4f} "
             f"| {ver['accuracy'] * 100:.2f} +- {ver['accuracy_std'] * 100:.2f} "
             f"| {ver['auc']:.4f} | {ver['tar_at_far_1e-3']:.4f} | {r['no_face_images']} |")
 
 
-HEADER = ("| pipeline | mAP | rank-1 | rank-5 | rank-10 | P@10 | verification acc. (%) "
+def _ci(block: dict, key: str) -> str:
+    """" [lo, hi]" when the result carries a 95% bootstrap interval for `key`."""
+    ci = block.get(f"{key}_ci95")
+    return f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""
+
+
+HEADER = ("| pipeline | mAP [95% CI] | rank-1 [95% CI] | rank-5 | rank-10 | P@10 "
+          "| verification acc. (%) "
           "| ROC AUC | TAR @ FAR 1e-3 | no face found |\n|---|---|---|---|---|---|---|---|---|---|")
 
 
@@ -119,7 +127,8 @@ def lfw_markdown(out: Path, results: list[dict], command: str = "") -> Path:
         f"Retrieval: each of {first['retrieval']['queries']} images of the people with 2+ "
         f"images queries the {first['retrieval']['gallery_images']}-image gallery (itself "
         "excluded); an image is relevant when it shows the query's person. Verification: "
-        "LFW `pairs.txt`, 10 folds, threshold fitted on 9 folds, accuracy on the 10th.",
+        "LFW `pairs.txt`, 10 folds, threshold fitted on 9 folds, accuracy on the 10th "
+        "(mean +- std over folds). Intervals: 95% percentile bootstrap over queries.",
         "",
         HEADER,
         *[_row(r) for r in results],
@@ -183,14 +192,16 @@ def ytf_markdown(out: Path, result: dict) -> Path:
                   f"Frames read {data['frames']}, frames in the person-of-interest track "
                   f"{data['frames_with_poi']}, videos with no face found "
                   f"{data['videos_without_face']}.", "",
-                  "| method | queries | mAP | rank-1 | rank-5 | verification pairs | "
+                  "| method | queries | mAP [95% CI] | rank-1 [95% CI] | rank-5 | "
+                  "verification pairs | "
                   "verification acc. (%) | ROC AUC |", "|---|---|---|---|---|---|---|---|"]
         for name, entry in data["methods"].items():
             r = entry["retrieval"]
             v = entry.get("verification")
             ver = (f"{v['pairs']} ({v['same_pairs']} same) | {v['accuracy'] * 100:.2f} +- "
                    f"{v['accuracy_std'] * 100:.2f} | {v['auc']:.4f}") if v else "- | - | -"
-            lines.append(f"| {name} | {r['queries']} | {r['mAP']:.4f} | {r['rank1']:.4f} | "
+            lines.append(f"| {name} | {r['queries']} | {r['mAP']:.4f}{_ci(r, 'mAP')} | "
+                         f"{r['rank1']:.4f}{_ci(r, 'rank1')} | "
                          f"{r['rank5']:.4f} | {ver} |")
         lines += ["", f"![CMC](ytf_{key}_{run}_cmc.png) ![ROC](ytf_{key}_{run}_roc.png)", ""]
     path = out / f"ytf_{key}.md"
@@ -218,7 +229,8 @@ def occlusion_markdown(out: Path, result: dict) -> Path:
     for kind, r in result["runs"].items():
         b, a = r["before"], r["after"]
         lines.append(f"| {kind} | {r['queries']} | {b['lost']} | {a['lost']} | "
-                     f"{b['rank1']:.4f} | {a['rank1']:.4f} | {b['rank5']:.4f} | "
+                     f"{b['rank1']:.4f}{_ci(b, 'rank1')} | {a['rank1']:.4f}{_ci(a, 'rank1')} | "
+                     f"{b['rank5']:.4f} | "
                      f"{a['rank5']:.4f} | {b['mAP']:.4f} | {a['mAP']:.4f} |")
     confusion = result.get("detector_confusion")
     if confusion:

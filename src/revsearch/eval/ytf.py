@@ -17,7 +17,6 @@ mask, patch; `occlusion.py`) before detection, for the robustness experiment.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from revsearch.config import Settings
-from revsearch.eval import metrics
+from revsearch.eval import metrics, provenance
 from revsearch.eval.datasets import YtfVideo, read_ytf_splits, ytf_videos
 from revsearch.eval.occlusion import KINDS, occlude
 from revsearch.faces.pipeline import Pipeline, main_track
@@ -154,6 +153,8 @@ def retrieval(scores: np.ndarray, names: np.ndarray, query_names: np.ndarray | N
     first_arr = np.array(first)
     return {"queries": len(first), "mAP": float(np.mean(aps)),
             **{f"rank{k}": float((first_arr <= k).mean()) for k in (1, 5)},
+            "mAP_ci95": metrics.bootstrap_ci(aps),
+            "rank1_ci95": metrics.bootstrap_ci(first_arr <= 1),
             "cmc": metrics.cmc(first_arr, 20).tolist()}
 
 
@@ -226,7 +227,8 @@ def evaluate_ytf(root: Path, settings: Settings, out_dir: Path, people: int = 0,
 
     report.ytf_plots(out_dir, result)
     clean = _public(result)
-    (out_dir / f"ytf_{pipeline.key}.json").write_text(json.dumps(clean, indent=2))
+    provenance.write_json(out_dir / f"ytf_{pipeline.key}.json", clean,
+                          runtime_name=settings.runtime)
     report.ytf_markdown(out_dir, clean)
     return clean
 

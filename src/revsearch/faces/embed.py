@@ -77,6 +77,15 @@ def _session(model: bytes | str, threads: int):
 RUNTIMES = ("auto", "openvino", "onnxruntime")
 
 
+def resolve_runtime(runtime: str) -> str:
+    """The runtime an embedder built with `runtime` runs on ("auto" resolved)."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+    if runtime == "auto":
+        return "openvino" if _openvino_available() else "onnxruntime"
+    return runtime
+
+
 def _openvino_available() -> bool:
     import importlib.util
 
@@ -145,7 +154,7 @@ class _OpenVinoRunner:
 def _runner(model: bytes, threads: int, runtime: str):
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose from {list(RUNTIMES)}")
-    if runtime == "openvino" or (runtime == "auto" and _openvino_available()):
+    if resolve_runtime(runtime) == "openvino":
         return _OpenVinoRunner(model, threads)
     return _OnnxRuntimeRunner(model, threads)
 
