@@ -36,11 +36,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(db: str, port: int) -> subprocess.Popen:
+def start_server(db: str, port: int, *extra: str, seconds: float = 120) -> subprocess.Popen:
+    """`revsearch serve` on `db` (plus `extra` flags), once it answers on `port`."""
     proc = subprocess.Popen([sys.executable, "-m", "revsearch", "serve", "--db", db,
-                             "--port", str(port)], stdout=subprocess.DEVNULL,
+                             "--port", str(port), *extra], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {proc.stderr.read()[-2000:]}")
@@ -50,7 +51,7 @@ def start_server(db: str, port: int) -> subprocess.Popen:
         except httpx.HTTPError:
             time.sleep(0.5)
     proc.kill()
-    raise RuntimeError("server did not start in 120 s")
+    raise RuntimeError(f"server did not start in {seconds:.0f} s")
 
 
 def run_load(base: str, photos: list[Path], clients: int, seconds: float) -> dict:

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 import httpx
-from bench_api import free_port, run_load
+from bench_api import free_port, run_load, start_server
 
 import revsearch
 from revsearch.eval import provenance
@@ -41,24 +41,6 @@ from revsearch.eval.bench import machine, save_report
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
-
-
-def start_server(db: str, home: Path, port: int, allow: Path, workers: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "revsearch", "serve", "--db", db,
-                             "--home", str(home), "--port", str(port), "--allow", str(allow),
-                             "--workers", str(workers)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/stats", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("server did not start in 180 s")
 
 
 def copy_set(photos: list[Path], dest: Path) -> Path:
@@ -153,7 +135,8 @@ def main() -> None:
         with revsearch.connect(db, home=home) as rs:  # queries with a face: none fails
             queries = [Path(m["path"]) for m in rs.collection.media() if m["n_faces"]]
         port = free_port()
-        server = start_server(db, home, port, work / "incoming", args.workers)
+        server = start_server(db, port, "--home", str(home), "--allow", str(work / "incoming"),
+                              "--workers", str(args.workers), seconds=180)
         base = f"http://127.0.0.1:{port}"
         try:
             stats = httpx.get(f"{base}/api/stats").json()

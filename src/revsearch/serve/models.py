@@ -137,26 +137,6 @@ class ProblemOut(BaseModel):
     reason: str
 
 
-class IndexOut(BaseModel):
-    """What indexing an upload did (the ingest report), and where the file was kept."""
-
-    model_config = ConfigDict(extra="allow")  # the ingest report may grow fields
-
-    path: str
-    original_name: str
-    scanned: int
-    indexed: int
-    unchanged: int
-    removed: int
-    faces: int
-    no_face: int
-    videos: int
-    tracks: int
-    problems: list[ProblemOut]
-    seconds: float
-    log_path: str
-
-
 class MediaOut(BaseModel):
     """An indexed photo or video."""
 
@@ -217,6 +197,15 @@ class ReportOut(BaseModel):
     problems: list[ProblemOut]
     seconds: float
     log_path: str
+
+
+class IndexOut(ReportOut):
+    """What indexing an upload did (the ingest report), and where the file was kept."""
+
+    model_config = ConfigDict(extra="allow")  # the ingest report may grow fields
+
+    path: str
+    original_name: str
 
 
 class JobOut(BaseModel):
