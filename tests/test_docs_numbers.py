@@ -12,8 +12,8 @@ docs/results/ (or a shipped calibration under src/revsearch/spaces/calibration/,
   stored number lies within half a unit of the doc's last digit;
 - a percentage for a fraction: the doc's `98.08%` for a stored `0.9808` or `98.08`.
 
-A one-digit figure (`0.7`, `4.5x`... no: `4.5` has two) is only accepted as the same
-value, never as a rounding, since almost anything rounds to one digit. A figure that is
+A figure of one significant digit (`0.7`, `0.3`) is only accepted as the same value,
+never as a rounding, since almost anything rounds to one digit. A figure that is
 not a measurement of ours (a published result of a paper) is listed in `CITED` with its
 source; keep that list short. When a results file changes, the figures that no longer
 match fail here: update the docs from the new file.
@@ -25,7 +25,6 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
-from pathlib import Path
 
 import pytest
 from conftest import ROOT
