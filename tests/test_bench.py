@@ -200,3 +200,25 @@ def test_occlusion_dev(subset_dir, tmp_path, monkeypatch):
          "--out", str(tmp_path))
     r = _read(tmp_path, "occlusion_dev_sface")
     assert r["queries"] == 3 and r["stage1"] and r["stage2"][0]["config"] == "plain"
+
+
+def test_ytf_manifest(tmp_path):
+    """The manifest script lists a YTF-layout tree by path, one row per video."""
+    db = tmp_path / "ytf" / "aligned_images_DB"
+    for person, video, frames in (("Ann_A", "10", 5), ("Ann_A", "2", 3), ("Bob_B", "0", 5)):
+        folder = db / person / video
+        folder.mkdir(parents=True)
+        for i in range(frames):
+            (folder / f"aligned_detect_{video}.{i}.jpg").write_bytes(b"")
+    (db / "Bob_B" / "7").mkdir()  # a video folder with no frame is not listed
+    out = tmp_path / "manifest.csv"
+    _run("ytf_manifest.py", "--ytf", str(tmp_path / "ytf"), "--out", str(out))
+    assert out.read_text().splitlines() == [
+        "person,video,frames", "Ann_A,2,3", "Ann_A,10,5", "Bob_B,0,5"]
+
+
+def test_compare_figures(tmp_path):
+    """The comparison figure is drawn from the published lfw_*.json files alone."""
+    out = tmp_path / "compare.png"
+    _run("compare_figures.py", "--out", str(out))
+    assert out.stat().st_size > 10_000
