@@ -428,8 +428,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         gallery = evaluate.build_gallery(lfw / "lfw-deepfunneled", settings,
                                          _eval_db(settings))
-        result = ann.compare_indexes(gallery.face_vectors, n_queries=args.queries)
-        print(ann.write_report(result, out, command).read_text())
+        results = [ann.compare_indexes(gallery.face_vectors, n_queries=args.queries)]
+        if args.server:
+            results.append(ann.on_a_server(gallery.face_vectors, args.queries))
+        print(ann.write_report(results, out, command).read_text())
         return 0
     runs = [replace(settings, pipeline=p) for p in ("face", "baseline")] if args.compare \
         else [settings]
@@ -641,6 +643,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="eval-results", help="where to write JSON, MD, PNG")
     p.add_argument("--queries", type=int, default=500,
                    help="ann, occlusion: number of queries")
+    p.add_argument("--server", action="store_true",
+                   help="ann: also on a local Milvus server (the `milvus` test package)")
     p.set_defaults(func=cmd_eval)
 
     for name, p in sub.choices.items():
