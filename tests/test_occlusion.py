@@ -91,3 +91,8 @@ def test_covered_queries_find_the_person_only_with_occlusion_handling(both, pipe
         assert b.hits[0].label != name and not b.occlusion_handled
         assert a.occlusion_handled and a.occlusion != "none"
         assert a.hits[0].label == name, [(h.label, h.similarity) for h in a.hits]
+        # The shown cosine is what the decision compares; the visible-part score that
+        # ranked the head is given beside it.
+        assert a.hits[0].visible is not None
+        assert all(h.match == (h.similarity >= a.threshold) for h in a.hits)
+        assert all(h.visible is None for h in b.hits)

@@ -190,6 +190,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             where = (f"track {h.face_index} at {h.start:.1f}-{h.end:.1f} s (frame {h.frame})"
                      if h.media_type == "video" else f"face {h.face_index}")
             score = "" if h.score is None else f"{h.score:7.2f}  "
+            if h.visible is not None:
+                label += f"  (visible part {h.visible:.3f})"
             print(f"{h.rank:3d}  {h.similarity:6.3f}  {score}{verdict:8s}  {h.path}  "
                   f"{where} box {[round(v) for v in h.box]}{label}")
     return 0

@@ -78,6 +78,9 @@ class Hit:
     person_id: int | None = None  # the person its face belongs to (`revsearch people`)
     person: str = ""  # that person's name, if named
     score: float | None = None  # the normalised score, when the decision is made on it
+    # A covered query's score on the visible part (what the head of the list is ranked
+    # by; `match` still compares the cosine, calibrated on whole faces).
+    visible: float | None = None
 
 
 NO_DECISION = Decision(None, None, note="no threshold given")
@@ -276,9 +279,10 @@ def match_visible(collection: SpaceCollections, matcher: VisibleMatcher, image: 
     photo hit's face is cut again from its file with its stored landmarks, the same
     cells are painted over in it and in the query, and both are embedded again.
 
-    Hits that cannot be looked at again (videos, files gone or unreadable) keep their plain
-    similarity. The similarity shown is the re-ranking score; `match` still compares
-    the *plain* similarity with the threshold, which was calibrated on whole faces.
+    Hits that cannot be looked at again (videos, files gone or unreadable) are ranked by
+    their plain similarity. Each re-ranked hit keeps its cosine in `similarity` (what
+    `match` compares with the threshold, calibrated on whole faces) and gets the
+    re-ranking score in `visible`, so the shown number and the decision agree.
     """
     head = hits[:matcher.settings.rerank]
     photos = [h for h in head if h.media_type == "image"]
@@ -292,8 +296,9 @@ def match_visible(collection: SpaceCollections, matcher: VisibleMatcher, image: 
                                  np.stack([c for _, c in usable]),
                                  np.array([h.similarity for h, _ in usable]))
         for (h, _), score in zip(usable, scores, strict=True):
-            h.similarity = round(float(score), 5)
-    ranked = sorted(head, key=lambda h: -h.similarity) + hits[len(head):]
+            h.visible = round(float(score), 5)
+    ranked = sorted(head, key=lambda h: -(h.similarity if h.visible is None else h.visible))
+    ranked += hits[len(head):]
     for rank, h in enumerate(ranked, start=1):
         h.rank = rank
     return ranked

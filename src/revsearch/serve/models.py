@@ -82,6 +82,9 @@ class HitOut(BaseModel):
     similarity: float = Field(description="cosine similarity (baseline: minus L2 distance)")
     score: float | None = Field(None, description=(
         "the normalised score the match was decided on (norm setting); null: the cosine"))
+    visible: float | None = Field(None, description=(
+        "a covered query's score on the visible part, which ranked the first hits; "
+        "match still compares the cosine"))
     match: bool | None = Field(description="against the decision's threshold; null: none")
     label: str
     media_type: Literal["image", "video"]

@@ -219,6 +219,7 @@ function renderResults(data) {
       `<div class="meta"><div class="kind">${h.media_type} #${h.rank}</div>` +
       `<div>similarity ${h.similarity.toFixed(3)}` +
       (h.score === null ? "" : `, ${esc(result.decision.score)} ${h.score.toFixed(2)}`) +
+      (h.visible == null ? "" : `, visible part ${h.visible.toFixed(3)}`) +
       ` <span class="verdict">${verdict}</span></div>` +
       (h.label ? `<div class="label">${esc(h.label.replaceAll("_", " "))}</div>` : "")
       + (h.person ? `<div class="person-of">person: ${esc(h.person.replaceAll("_", " "))}</div>` : "") + when +
