@@ -390,6 +390,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from revsearch.spaces import space_for
 
         ytf = Path(args.ytf) if args.ytf else default_ytf_root()
+        if args.expansion:
+            people.run_expansion(lfw, settings, out, _eval_db(settings), command)
+            print((out / "people_expansion.md").read_text())
+            return 0
         ytf_db = str(settings.home / "eval" / f"ytf_{space_for(settings).key}.db")
         people.run(lfw, ytf if ytf.is_dir() else None, settings, out, _eval_db(settings),
                    ytf_db, command)
@@ -638,6 +642,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--occlude", type=int, default=0,
                    help="ytf: also a run with N frames per video occluded")
     p.add_argument("--compare", action="store_true", help="face and baseline side by side")
+    p.add_argument("--expansion", action="store_true",
+                   help="people: plain queries against person query expansion on LFW "
+                        "retrieval (people_expansion.json/.md)")
     p.add_argument("--out", default="eval-results", help="where to write JSON, MD, PNG")
     p.add_argument("--queries", type=int, default=500,
                    help="ann, occlusion: number of queries")
