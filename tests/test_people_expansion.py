@@ -3,11 +3,17 @@ small real LFW subset, and the search option it shipped (`person_expansion`)."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
-from conftest import mini_dev_lfw
+from conftest import copy_people, lfw, mini_dev_lfw
+from fastapi.testclient import TestClient
 
+import revsearch
 from revsearch.config import load_settings
+from revsearch.people.expand import WEIGHT
+from revsearch.serve import create_app
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +49,75 @@ def test_expansion_measurement_on_real_faces(mini):
     assert lo <= case["difference_test"]["mAP"] <= hi
     assert set(result["cases"]) == {"in_collection", "not_in_collection"}
     assert np.isfinite(result["cases"]["not_in_collection"]["difference_test"]["rank1"])
+
+
+POWELL, BLAIR = "Colin_Powell", "Tony_Blair"
+
+
+@pytest.fixture(scope="module")
+def grouped(tmp_path_factory) -> dict:
+    """Six photos each of Powell and Blair, indexed and grouped into persons once."""
+    root = tmp_path_factory.mktemp("expand")
+    images = copy_people(root / "images", [POWELL, BLAIR], 6)
+    db = root / "two.db"
+    with revsearch.connect(str(db), home=root, workers=2, progress=False) as rs:
+        rs.index([images], labels="none")
+        rs.cluster()
+    return {"root": root, "db": db, "images": images}
+
+
+def test_search_with_person_expansion(grouped, tmp_path):
+    db = tmp_path / "copy.db"
+    shutil.copytree(grouped["db"], db)
+    indexed = grouped["images"] / POWELL / f"{POWELL}_0001.jpg"
+    with revsearch.connect(str(db), home=tmp_path, workers=2, progress=False) as rs:
+        [plain] = rs.search(indexed, 5)
+        assert not plain.expanded and plain.expanded_person_id is None
+        assert all(h.expanded_score is None for h in plain.hits)
+        [res] = rs.search(indexed, 5, expand=True)
+        powell = {p.person_id for p in rs.people(paths=True)
+                  if str(indexed) in (p.paths or [])}
+        assert res.expanded and res.expanded_person_id in powell
+        # The five other Powell photos, ranked by the blend, judged on their own cosine.
+        assert [h.path.split("/")[-2] for h in res.hits] == [POWELL] * 5
+        assert str(indexed) not in {h.path for h in res.hits}
+        blends = [h.expanded_score for h in res.hits]
+        assert blends == sorted(blends, reverse=True)
+        # The blend, by hand: the query's own face is in the person, so the person's
+        # mean is the expansion vector.
+        row = rs.book.rows.person(res.expanded_person_id)
+        mean = np.asarray(row.centroid, np.float64)
+        mean /= np.linalg.norm(mean)
+        query = {f["face_id"]: np.asarray(f["embedding"]) for f in rs.collection.all_faces(
+            with_embeddings=True) if f["path"] == str(indexed)}
+        q = max(query.values(), key=lambda v: float(v @ mean))
+        faces = {f["face_id"]: np.asarray(f["embedding"])
+                 for f in rs.collection.faces_by_id([h.face_id for h in res.hits])}
+        for h in res.hits:
+            v = faces[h.face_id]
+            assert h.similarity == pytest.approx(float(v @ q), abs=1e-4)
+            assert h.expanded_score == pytest.approx(
+                (1 - WEIGHT) * float(v @ q) + WEIGHT * float(v @ mean), abs=1e-4)
+        # A photo that is not indexed is placed by its neighbours: the same person.
+        [new] = rs.search(lfw(POWELL, 10), 6, expand=True)
+        assert new.expanded and new.expanded_person_id == res.expanded_person_id
+        assert [h.path.split("/")[-2] for h in new.hits] == [POWELL] * 6
+    # The setting turns it on by default; videos are not ranked by it.
+    with revsearch.connect(str(db), home=tmp_path, workers=2, progress=False,
+                           person_expansion=True) as rs:
+        [on] = rs.search(indexed, 5)
+        assert on.expanded and [h.path for h in on.hits] == [h.path for h in res.hits]
+        [videos] = rs.search(indexed, 5, target="videos")
+        assert not videos.expanded
+    # REST: the form field, and the result says so.
+
+    with TestClient(create_app(db=str(db), home=tmp_path, workers=1)) as client:
+        for expand, expected in (("true", True), ("false", False)):
+            reply = client.post("/api/search", data={"k": "5", "expand": expand}, files={
+                "file": ("q.jpg", indexed.read_bytes(), "image/jpeg")})
+            assert reply.status_code == 200, reply.text
+            [out] = reply.json()["results"]
+            assert out["expanded"] is expected
+            assert (out["expanded_person_id"] == res.expanded_person_id) is expected
+            assert [h["path"] for h in out["hits"]] == [h.path for h in (
+                res.hits if expected else plain.hits)]

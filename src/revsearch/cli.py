@@ -182,6 +182,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         if result.occlusion_handled:
             print(f"  face covered ({result.occlusion}): the first hits are re-ranked on "
                   f"the visible part")
+        if result.expanded:
+            print(f"  person expansion: searched with the faces of person "
+                  f"{result.expanded_person_id} too; hits ranked by the blend (last column)")
         for h in result.hits:
             verdict = {True: "match", False: "no match", None: "?"}[h.match]
             label = f"  [{h.label}]" if h.label else ""
@@ -190,8 +193,9 @@ def cmd_search(args: argparse.Namespace) -> int:
             where = (f"track {h.face_index} at {h.start:.1f}-{h.end:.1f} s (frame {h.frame})"
                      if h.media_type == "video" else f"face {h.face_index}")
             score = "" if h.score is None else f"{h.score:7.2f}  "
+            blend = "" if h.expanded_score is None else f"  blend {h.expanded_score:.3f}"
             print(f"{h.rank:3d}  {h.similarity:6.3f}  {score}{verdict:8s}  {h.path}  "
-                  f"{where} box {[round(v) for v in h.box]}{label}")
+                  f"{where} box {[round(v) for v in h.box]}{label}{blend}")
     return 0
 
 
