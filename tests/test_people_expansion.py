@@ -28,7 +28,8 @@ def mini(tmp_path_factory) -> dict:
 def test_expansion_measurement_on_real_faces(mini):
     from revsearch.eval import lfw, people
 
-    result = people.evaluate_expansion(mini["root"], mini["settings"], mini["db"], seed=1)
+    result = people.evaluate_expansion(mini["root"], mini["settings"], mini["db"], seed=1,
+                                       recluster_sample=5)
     # The plain rule is exactly `revsearch eval lfw`'s retrieval on the same gallery.
     g = lfw.build_gallery(mini["root"] / "lfw-deepfunneled", mini["settings"], mini["db"])
     plain = lfw.retrieval(g)
@@ -49,6 +50,10 @@ def test_expansion_measurement_on_real_faces(mini):
     assert lo <= case["difference_test"]["mAP"] <= hi
     assert set(result["cases"]) == {"in_collection", "not_in_collection"}
     assert np.isfinite(result["cases"]["not_in_collection"]["difference_test"]["rank1"])
+    # Clustered again without the query photo, each sampled query still finds its person.
+    sample = result["reclustered_sample"]
+    assert sample["queries"] == 5 and sample["expanded"] == 5
+    assert sample["rank1"] >= -0.2
 
 
 POWELL, BLAIR = "Colin_Powell", "Tony_Blair"
