@@ -44,8 +44,10 @@ from revsearch.people import (
     annotate_persons,
     person_media,
 )
+from revsearch.people import expand as expand_query
 from revsearch.query import Query, Source, load
 from revsearch.search import (
+    Expander,
     Judge,
     QueryFace,
     QueryTrack,
@@ -239,7 +241,7 @@ class RevSearch:
     def search(self, query: Query | Source, k: int = 10, *, face: int | None = None,
                all_faces: bool = False, track: int | None = None, all_tracks: bool = False,
                target: str = "all", include_query: bool = False,
-               far: float | None = None) -> list[SearchResult]:
+               far: float | None = None, expand: bool | None = None) -> list[SearchResult]:
         """The k images and videos that best match the person of interest in `query`.
 
         `query` is a `Query` or anything `query()` takes: a photo (path, bytes or BGR
@@ -258,6 +260,11 @@ class RevSearch:
         Matches are decided at the operating point `far` (default: the `far` setting);
         each result's `decision` says at which FAR and threshold, and on which score
         (with the `norm` setting, hits carry the normalised `score` beside the cosine).
+
+        `expand` (default: the `person_expansion` setting): a photo query face that
+        belongs to a person is searched with the person's faces too, photos ranked by
+        each hit's `expanded_score`; the result's `expanded` and `expanded_person_id`
+        say when and with whom (revsearch.people.expand).
         """
         self.check()
         decision = self.decision(far)
@@ -274,9 +281,32 @@ class RevSearch:
                                        face=face, all_faces=all_faces, target=target,
                                        exclude_hash=exclude, judge=judge, query_name=q.name,
                                        detected=self._detected(q), matcher=self.matcher,
-                                       max_pixels=self.settings.max_pixels)
+                                       max_pixels=self.settings.max_pixels,
+                                       expand=self._expander(expand))
         annotate_persons(self.book, results)
         return results
+
+    def _expander(self, expand: bool | None) -> Expander | None:
+        """Person query expansion for this search, or None (off, or nothing to expand
+        with)."""
+        on = self.settings.person_expansion if expand is None else expand
+        if not on or self.space.kind != "face" or not self.book.clustered():
+            return None
+        book = self.book
+
+        def expander(vector: np.ndarray, k: int, target: str, exclude_hash: str
+                     ) -> tuple[int, list[FaceHit]] | None:
+            # Measured on photos only: a search that also ranks videos stays plain.
+            if target == "videos" or (target == "all" and self.collection.holds("tracks")):
+                log.info("person expansion skipped: it ranks photos only (target %s)", target)
+                return None
+            expansion = expand_query.place(book, vector)
+            if expansion is None:
+                return None
+            return expansion.person_id, expand_query.rerank(book, vector, expansion, k,
+                                                            exclude_hash)
+
+        return expander
 
     # -- people ------------------------------------------------------------------------
     @property

@@ -182,6 +182,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         if result.occlusion_handled:
             print(f"  face covered ({result.occlusion}): the first hits are re-ranked on "
                   f"the visible part")
+        if result.expanded:
+            print(f"  person expansion: searched with the faces of person "
+                  f"{result.expanded_person_id} too; hits ranked by the blend (last column)")
         for h in result.hits:
             verdict = {True: "match", False: "no match", None: "?"}[h.match]
             label = f"  [{h.label}]" if h.label else ""
@@ -192,8 +195,9 @@ def cmd_search(args: argparse.Namespace) -> int:
             score = "" if h.score is None else f"{h.score:7.2f}  "
             if h.visible is not None:
                 label += f"  (visible part {h.visible:.3f})"
+            blend = "" if h.expanded_score is None else f"  blend {h.expanded_score:.3f}"
             print(f"{h.rank:3d}  {h.similarity:6.3f}  {score}{verdict:8s}  {h.path}  "
-                  f"{where} box {[round(v) for v in h.box]}{label}")
+                  f"{where} box {[round(v) for v in h.box]}{label}{blend}")
     return 0
 
 
@@ -392,6 +396,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from revsearch.spaces import space_for
 
         ytf = Path(args.ytf) if args.ytf else default_ytf_root()
+        if args.expansion:
+            people.run_expansion(lfw, settings, out, _eval_db(settings), command)
+            print((out / "people_expansion.md").read_text())
+            return 0
         ytf_db = str(settings.home / "eval" / f"ytf_{space_for(settings).key}.db")
         people.run(lfw, ytf if ytf.is_dir() else None, settings, out, _eval_db(settings),
                    ytf_db, command)
@@ -642,6 +650,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--occlude", type=int, default=0,
                    help="ytf: also a run with N frames per video occluded")
     p.add_argument("--compare", action="store_true", help="face and baseline side by side")
+    p.add_argument("--expansion", action="store_true",
+                   help="people: plain queries against person query expansion on LFW "
+                        "retrieval (people_expansion.json/.md)")
     p.add_argument("--out", default="eval-results", help="where to write JSON, MD, PNG")
     p.add_argument("--queries", type=int, default=500,
                    help="ann, occlusion: number of queries")

@@ -228,6 +228,13 @@ class Settings:
     occlusion: bool = field(default=True, metadata=about(
         "search", (*QUERYING, "eval"),
         "detect covered query faces and re-rank on the visible part"))
+    # Off by default: it costs a second search and a read of the candidates' vectors,
+    # and ranks by a blend rather than the face's own similarity (measured in
+    # docs/results/people_expansion.md).
+    person_expansion: bool = field(default=False, metadata=about(
+        "search", ("search", "serve"),
+        "a photo query whose face belongs to a person also searches with that person's "
+        "faces (photos only; needs `revsearch people`)"))
     search_ef: int = field(default=0, metadata=about(
         "search", ("search", "serve"), "server: HNSW search width",
         shown_default="max(64, 2k)"))
@@ -237,7 +244,7 @@ class Settings:
     people_method: str = field(default="", metadata=about(
         "people", ("people", "index", "remove", "search", "serve"),
         "how faces are grouped into persons", choices=_clustering,
-        shown_default="centroid"))
+        shown_default="chinese_whispers"))
     people_threshold: float | None = field(default=None, metadata=about(
         "people", ("people", "index", "remove", "search", "serve"),
         "clustering threshold (cosine) of --people-method",

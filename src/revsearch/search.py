@@ -81,6 +81,9 @@ class Hit:
     # A covered query's score on the visible part (what the head of the list is ranked
     # by; `match` still compares the cosine, calibrated on whole faces).
     visible: float | None = None
+    # With person query expansion: the blend of the query face's and its person's
+    # similarity that ranked the hit (revsearch.people.expand).
+    expanded_score: float | None = None
 
 
 NO_DECISION = Decision(None, None, note="no threshold given")
@@ -101,7 +104,15 @@ class SearchResult:
     # whether the hits were re-ranked on the visible part (revsearch.faces.occlusion).
     occlusion: str = "none"
     occlusion_handled: bool = False
+    # Person query expansion (revsearch.people.expand): the person whose faces queried
+    # together with the query face; False when the face alone queried.
+    expanded: bool = False
+    expanded_person_id: int | None = None
 
+
+# Person query expansion of one query face: (vector, k, target, exclude_hash) -> the
+# expansion's person and its ranked photo hits, or None to keep the plain search.
+Expander = Callable[[np.ndarray, int, str, str], tuple[int, list[FaceHit]] | None]
 
 # Normalised scores of one query's hits: (query vectors, hits) -> one score per hit.
 Scorer = Callable[[np.ndarray, list[FaceHit]], np.ndarray]
@@ -152,6 +163,9 @@ class Verification:
     face_b: QueryFace
     decision: Decision = NO_DECISION  # the operating point the match was judged at
     score: float | None = None  # the normalised score, when the decision is made on it
+    # With person query expansion: the blend of the query face's and its person's
+    # similarity that ranked the hit (revsearch.people.expand).
+    expanded_score: float | None = None
 
 
 def describe_faces(faces: list[Face]) -> list[QueryFace]:
@@ -229,14 +243,23 @@ def search_vectors(collection: SpaceCollections, vectors: np.ndarray, k: int, *,
         if h.image_id not in best or h.similarity > best[h.image_id].similarity:
             best[h.image_id] = h
     ranked = sorted(best.values(), key=lambda h: -h.similarity)[:k]
+    return judged_hits(ranked, vectors, judge, query_kind)
+
+
+def judged_hits(ranked: list[FaceHit], vectors: np.ndarray, judge: Judge | None = None,
+                query_kind: str = "image") -> list[Hit]:
+    """Hits from ranked store hits, each judged on its `similarity` by `judge`."""
     judged = (judge or Judge()).judge(vectors, ranked, query_kind)
-    return [
-        Hit(rank=r, path=h.path, image_id=h.image_id, face_id=h.face_id,
+    out = []
+    for r, (h, (score, match)) in enumerate(zip(ranked, judged, strict=True), start=1):
+        expanded = h.extra.get("expanded_score")
+        out.append(Hit(
+            rank=r, path=h.path, image_id=h.image_id, face_id=h.face_id,
             face_index=h.face_index, box=h.box, similarity=round(h.similarity, 5),
             match=match, label=h.label, media_type=h.media_type, start=h.extra.get("start"),
-            end=h.extra.get("end"), frame=h.extra.get("frame"), score=score)
-        for r, (h, (score, match)) in enumerate(zip(ranked, judged, strict=True), start=1)
-    ]
+            end=h.extra.get("end"), frame=h.extra.get("frame"), score=score,
+            expanded_score=None if expanded is None else round(float(expanded), 5)))
+    return out
 
 
 def search_faces(collection: SpaceCollections, pipeline: Pipeline, image: np.ndarray, *,
@@ -244,12 +267,16 @@ def search_faces(collection: SpaceCollections, pipeline: Pipeline, image: np.nda
                  target: str = "all", exclude_hash: str = "", judge: Judge | None = None,
                  query_name: str = "query", detected: list[Face] | None = None,
                  matcher: VisibleMatcher | None = None,
-                 max_pixels: int = 100_000_000) -> list[SearchResult]:
+                 max_pixels: int = 100_000_000,
+                 expand: Expander | None = None) -> list[SearchResult]:
     """Search the collection for the chosen face(s) of a BGR image (`detected`: its faces
     as this pipeline's detector found them already, to skip detecting again).
 
     With a `matcher`, a covered face's best image hits are re-ranked on what the cover
     leaves visible (see `match_visible`); an uncovered face's search is unchanged.
+    With `expand`, an uncovered face placed in a person is searched with the person's
+    faces too (revsearch.people.expand); a covered face is not expanded, its re-ranking
+    on the visible part was measured on the plain hits only.
     """
     faces = pipeline.detect_query(image) if detected is None else detected
     chosen = select_faces(faces, face, all_faces, query_name)
@@ -266,9 +293,15 @@ def search_faces(collection: SpaceCollections, pipeline: Pipeline, image: np.nda
         if occlusion.covered:
             hits = match_visible(collection, matcher, image, faces[i], occlusion, hits,
                                  threshold, max_pixels)
+        expanded = expand(v, k, target, exclude_hash) \
+            if expand is not None and not occlusion.covered else None
+        if expanded is not None:
+            hits = judged_hits(expanded[1], v[None], judge)
         results.append(SearchResult(query_name, described[i], threshold, hits[:k],
                                     decision=judge.decision, occlusion=occlusion.region,
-                                    occlusion_handled=occlusion.covered))
+                                    occlusion_handled=occlusion.covered,
+                                    expanded=expanded is not None,
+                                    expanded_person_id=expanded[0] if expanded else None))
     return results
 
 

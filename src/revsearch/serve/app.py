@@ -177,13 +177,18 @@ def create_app(settings: Settings | None = None, *, listen: tuple[str, int] | No
                           target: str = Form("all"), pipeline: str = Form("face"),
                           far: float | None = Form(None, description=(
                               "operating point: 0.01, 0.001 or 0.0001 (default: the "
-                              "server's far setting)"))) -> SearchOut:
+                              "server's far setting)")),
+                          expand: bool | None = Form(None, description=(
+                              "person query expansion: a photo query face that belongs "
+                              "to a person also searches with the person's faces "
+                              "(default: the server's person_expansion setting)"))
+                          ) -> SearchOut:
         if not 1 <= k <= 100:
             raise HTTPException(400, "k must be between 1 and 100")
         q = await resolve(file, query, media)
         parsed_box = _parse_box(box) if box else None
         results = service.search(q, k=k, face=face, box=parsed_box, track=track,
-                                 target=target, pipeline=pipeline, far=far)
+                                 target=target, pipeline=pipeline, far=far, expand=expand)
         return SearchOut(query=query_out(q), pipeline=pipeline,
                          results=[result_out(r) for r in results])
 

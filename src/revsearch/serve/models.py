@@ -93,6 +93,9 @@ class HitOut(BaseModel):
     frame: int | None = Field(description="video: the thumbnail frame")
     person_id: int | None = Field(None, description="the person of its face, if clustered")
     person: str = Field("", description="that person's name, if named")
+    expanded_score: float | None = Field(None, description=(
+        "person query expansion: the blend of the query face's and its person's "
+        "similarity that ranked this hit; null: ranked by `similarity`"))
     media_url: str
     thumb_url: str
 
@@ -127,6 +130,10 @@ class ResultOut(BaseModel):
                            "eyes, lower (a mask), other (photos only)")
     occlusion_handled: bool = Field(default=False, description="the hits were re-ranked "
                                     "on the visible part of the covered face")
+    expanded: bool = Field(default=False, description="person query expansion was used: "
+                           "the query face's person's faces searched with it")
+    expanded_person_id: int | None = Field(None, description="the person whose faces "
+                                           "searched with the query face")
 
 
 class SearchOut(BaseModel):
@@ -275,7 +282,9 @@ def result_out(result: SearchResult) -> ResultOut:
                      decision=DecisionOut(**asdict(result.decision)),
                      track=TrackOut(**asdict(result.track)) if result.track else None,
                      person_id=result.person_id, person=result.person,
-                     occlusion=result.occlusion, occlusion_handled=result.occlusion_handled)
+                     occlusion=result.occlusion, occlusion_handled=result.occlusion_handled,
+                     expanded=result.expanded,
+                     expanded_person_id=result.expanded_person_id)
 
 
 def media_out(item: MediaItem) -> MediaOut:

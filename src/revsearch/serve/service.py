@@ -128,14 +128,15 @@ class Service:
     # -- search ----------------------------------------------------------------------
     def search(self, query: Query, *, k: int, face: int | None, box: list[float] | None,
                track: int | None, target: str, pipeline: str,
-               far: float | None = None) -> list[SearchResult]:
+               far: float | None = None, expand: bool | None = None) -> list[SearchResult]:
         index = self.index_for(pipeline)
         looks_at_faces = index.space.kind == "face"
         if query.kind == "video" and not looks_at_faces:
             raise MediaError("video queries need a face space (pipeline face)")
         if box is not None and looks_at_faces and query.kind == "image":
             face = _face_at(query.faces, box)
-        return index.search(query, k, face=face, track=track, target=target, far=far)
+        return index.search(query, k, face=face, track=track, target=target, far=far,
+                            expand=expand)
 
     # -- thumbnails ------------------------------------------------------------------
     def thumbnail(self, media_id: str, face: int | None, track: int | None) -> bytes:
