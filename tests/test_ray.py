@@ -89,8 +89,7 @@ def ray_address(tmp_path_factory):
         log = open(tmp_path_factory.mktemp("ray") / "head.log", "w")  # noqa: SIM115
         head = subprocess.Popen(
             [str(ray_cli), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
-             "--include-dashboard=false", "--disable-usage-stats",
-             "--node-ip-address=127.0.0.1"],
+             "--include-dashboard=false", "--disable-usage-stats"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             _wait_for_port(port, head)

@@ -263,7 +263,7 @@ def test_killed_server_resumes_to_the_rows_of_an_uninterrupted_run(tmp_path):
             if job["total"] and job["done"] >= job["total"] // 3:
                 workers = _children(server.proc.pid)  # before they are re-parented
                 break
-            assert job["state"] in ("queued", "running"), "ended before it could be killed"
+            assert job["state"] in ("queued", "running"), f"ended before it could be killed: {job}"
             assert time.monotonic() < deadline
             time.sleep(0.1)
     finally:
