@@ -71,9 +71,9 @@ def test_single_threshold_files_still_read(tmp_path):
     assert new.fars == list(calibration.FARS) and new.point(0.0001).threshold == 1 - 1e-4
 
 
-# The other shipped calibrations predate operating points and hold FAR 1e-3 only (refit
-# with `revsearch calibrate --package --flip`, `--embedder dlib`, `--embedder sface_dlib`).
-@pytest.mark.parametrize("key", ["sface"])
+# Every shipped calibration holds the three operating points (refit with
+# `revsearch calibrate --package --space KEY --kinds`) except those listed below.
+@pytest.mark.parametrize("key", ["sface", "sface_flip", "dlib"])
 def test_shipped_calibrations_hold_every_operating_point(key):
     cal = calibration.load(key, calibration.packaged_dir())
     assert cal is not None and cal.fars == list(calibration.FARS)
@@ -86,7 +86,7 @@ def test_shipped_calibrations_hold_every_operating_point(key):
         assert point.norm_threshold is not None
 
 
-@pytest.mark.parametrize("key", ["sface_flip", "dlib", "sface_dlib"])
+@pytest.mark.parametrize("key", ["sface_dlib"])
 def test_older_shipped_calibrations_still_load_with_their_one_point(key):
     cal = calibration.load(key, calibration.packaged_dir())
     assert cal is not None and cal.fars == [0.001]

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from revsearch.eval import metrics, provenance
 from revsearch.faces.embed import resolve_runtime
@@ -44,3 +45,27 @@ def test_bootstrap_interval_covers_the_mean_and_narrows_with_queries():
     assert lo < small.mean() < hi
     lo2, hi2 = metrics.bootstrap_ci(large)
     assert lo2 < large.mean() < hi2 and (hi2 - lo2) < (hi - lo) / 5
+
+
+# Results files written before results carried their provenance, not yet rerun (issue 18
+# keeps this list; it may only shrink: a listed file that has its provenance fails too,
+# so the list stays true, and any new results file must carry it).
+NOT_YET_RERUN = {
+    "bench_api.json", "bench_lfw.json", "bench_lfw_server.json", "bench_peer.json",
+    "bench_video.json", "bench_watch.json", "bench_watch_before_nice.json",
+    "lfw_baseline_efficientnet_lite0.json", "lfw_sface_dlib.json", "lfw_sface_flip.json",
+    "occlusion_dev_sface.json", "scale.json", "scale_m32.json", "scale_m32_1seg.json",
+    "ytf_label_audit.json", "ytf_variants.json", "ann.json", "bench_norm.json",
+    "far_arcface_mbf.json", "norm_arcface_mbf.json", "people_expansion.json",
+    "people_lfw.json",
+}
+
+
+def test_every_results_file_records_its_provenance():
+    results = {p.name: provenance.missing(json.loads(p.read_text()))
+               for p in sorted((ROOT / "docs" / "results").glob("*.json"))}
+    lacking = {name for name, gone in results.items() if gone}
+    assert lacking - NOT_YET_RERUN == set(), "results without provenance: rerun their command"
+    assert NOT_YET_RERUN - lacking == set(), "rerun with provenance: take it off the list"
+    for name, gone in results.items():
+        assert name in NOT_YET_RERUN or not gone, (name, gone)
