@@ -17,6 +17,9 @@ import numpy as np
 from revsearch.eval import provenance
 from revsearch.eval.metrics import exact_top
 
+# Index types milvus-lite's factory cannot build (milvus_lite/index/factory.py).
+LITE_LACKS = frozenset({"IVF_PQ"})
+
 
 def index_configs(n: int, dim: int) -> dict[str, tuple[dict, list[dict]]]:
     """(build params, the search params swept) per index type for n vectors.
@@ -110,6 +113,11 @@ def compare_indexes(vectors: np.ndarray, n_queries: int = 500, k: int = 10,
         for metric in metrics:
             truth = exact_top(vectors, queries, k, metric)
             for name, (index, searches) in index_configs(*vectors.shape).items():
+                if uri is None and name in LITE_LACKS:
+                    # Lite accepts the index but fails to build it in the background and
+                    # answers by brute force: a curve of it would be FLAT's under its name.
+                    refused[f"{name} {metric}"] = "Milvus Lite has no such index"
+                    continue
                 try:
                     rows += _sweep(client, f"{name}__{metric}", vectors, queries, k, metric,
                                    index, searches, truth)

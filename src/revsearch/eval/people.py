@@ -126,8 +126,9 @@ def evaluate_lfw(lfw_root: Path, settings: Settings, db: str, k: int = DEFAULT_K
         dev = np.flatnonzero((truth != "") & is_dev)
         test = np.flatnonzero((truth != "") & ~is_dev)
         calibration = space.calibration(settings.home)
+        point = calibration.point(settings.far) if calibration else None
         methods = compare(graph, items, truth, dev, test,
-                          calibration.threshold if calibration else None)
+                          point.threshold if point else None)
         best = max(cluster.METHODS, key=lambda m: _objective(methods[m]["dev"]))
         sensitivity = _k_sensitivity(graph, items, truth, best, dev, test,
                                      np.flatnonzero(truth != ""))
