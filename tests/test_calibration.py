@@ -72,8 +72,8 @@ def test_single_threshold_files_still_read(tmp_path):
 
 
 # Every shipped calibration holds the three operating points (refit with
-# `revsearch calibrate --package --space KEY --kinds`) except those listed below.
-@pytest.mark.parametrize("key", ["sface", "sface_flip", "dlib"])
+# `revsearch calibrate --package --space KEY --kinds`).
+@pytest.mark.parametrize("key", ["sface", "sface_flip", "dlib", "sface_dlib"])
 def test_shipped_calibrations_hold_every_operating_point(key):
     cal = calibration.load(key, calibration.packaged_dir())
     assert cal is not None and cal.fars == list(calibration.FARS)
@@ -84,13 +84,6 @@ def test_shipped_calibrations_hold_every_operating_point(key):
         assert point.train["far"] <= far and point.test["n_impostor"] > 1_000_000
         assert point.test["far_ci"][0] <= point.test["far"] <= point.test["far_ci"][1]
         assert point.norm_threshold is not None
-
-
-@pytest.mark.parametrize("key", ["sface_dlib"])
-def test_older_shipped_calibrations_still_load_with_their_one_point(key):
-    cal = calibration.load(key, calibration.packaged_dir())
-    assert cal is not None and cal.fars == [0.001]
-    assert 0 < cal.point(0.001).threshold < 1
 
 
 def test_read_pairs_official_files():
