@@ -12,6 +12,7 @@ Milvus Lite database (unless --reuse), then runs --queries searches for random L
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import resource
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import revsearch
 from revsearch.config import load_settings
-from revsearch.eval.bench import machine, percentiles, save_report
+from revsearch.eval.bench import machine, milvus_server, percentiles, save_report
 from revsearch.media import load_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,14 +156,9 @@ def main() -> None:
     lfw = Path(args.lfw)
     tmp = Path(tempfile.mkdtemp(prefix="revsearch-bench-"))
     db = args.db or str(tmp / "bench.db")
-    server = None
+    servers = contextlib.ExitStack()
     if args.server:
-        from milvus import MilvusServer
-
-        server = MilvusServer()
-        server.set_base_dir(str(tmp / "milvus"))
-        server.start()
-        db = f"http://127.0.0.1:{server.listen_port}"
+        db = servers.enter_context(milvus_server(tmp / "milvus"))
     try:
         profile = profile_stages(lfw, args.profile) if args.profile else {}
         with revsearch.connect(db, home=tmp, progress=False) as rs:
@@ -179,8 +175,7 @@ def main() -> None:
         write(result, Path(args.out), "_server" if args.server else "")
         print(json.dumps(result, indent=2))
     finally:
-        if server:
-            server.stop()
+        servers.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

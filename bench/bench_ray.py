@@ -19,6 +19,7 @@ stated as a model. Writes docs/results/bench_ray.{json,md}.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -36,7 +37,7 @@ import ray
 import revsearch
 from revsearch.config import load_settings
 from revsearch.eval import provenance
-from revsearch.eval.bench import machine, save_report
+from revsearch.eval.bench import machine, milvus_server, save_report
 from revsearch.ingest import scan
 from revsearch.ingest.engines.ray import IN_FLIGHT, MAX_BATCH
 from revsearch.ingest.mapper import analyze_file, worker_pipeline
@@ -264,14 +265,8 @@ def main() -> None:
         print(json.dumps(transport(lfw, load_settings(), args.transport_images)))
         return
     tmp = Path(tempfile.mkdtemp(prefix="revsearch-bench-ray-"))
-    server, uri = None, args.db
-    if not uri:
-        from milvus import MilvusServer
-
-        server = MilvusServer()
-        server.set_base_dir(str(tmp / "milvus"))
-        server.start()
-        uri = f"http://127.0.0.1:{server.listen_port}"
+    servers = contextlib.ExitStack()
+    uri = args.db or servers.enter_context(milvus_server(tmp / "milvus"))
     load = round(os.getloadavg()[0], 1)
     try:
         runs, reference = [], None
@@ -294,7 +289,7 @@ def main() -> None:
         result = {
             "command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d"),
             "commit": provenance.git_commit(), "machine": machine(), "ray": ray.__version__,
-            "milvus": version("milvus") if server else uri, "load_at_start": load,
+            "milvus": uri if args.db else version("milvus"), "load_at_start": load,
             "runs": runs, "insert": insert, "transport": shipped, "scan": scanned,
             "mean_file_bytes": round(mean_bytes),
             "overhead": {"wall_ms_per_image": round(wall, 2),
@@ -305,8 +300,7 @@ def main() -> None:
         write(result, Path(args.out))
         print(json.dumps(result, indent=2))
     finally:
-        if server:
-            server.stop()
+        servers.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -140,20 +140,11 @@ def compare_indexes(vectors: np.ndarray, n_queries: int = 500, k: int = 10,
 
 
 def on_a_server(vectors: np.ndarray, n_queries: int = 500) -> dict:
-    """`compare_indexes` on a Milvus standalone server started for the run (the
-    `milvus` package, a test dependency), stopped afterwards."""
-    try:
-        from milvus import MilvusServer
-    except ImportError as exc:
-        raise RuntimeError("--server needs the `milvus` package (pip install milvus), "
-                           "which runs a local Milvus server") from exc
-    server = MilvusServer()
-    server.set_base_dir(tempfile.mkdtemp(prefix="revsearch-ann-server-"))
-    server.start()
-    try:
-        return compare_indexes(vectors, n_queries, uri=f"http://127.0.0.1:{server.listen_port}")
-    finally:
-        server.stop()
+    """`compare_indexes` on a Milvus standalone server started for the run."""
+    from revsearch.eval.bench import milvus_server
+
+    with milvus_server(Path(tempfile.mkdtemp(prefix="revsearch-ann-server-"))) as uri:
+        return compare_indexes(vectors, n_queries, uri=uri)
 
 
 def write_report(results: list[dict], out: Path, command: str) -> Path:

@@ -4,6 +4,8 @@ Markdown (the tables)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,3 +33,21 @@ def save_report(out: Path, stem: str, result: dict, lines: list[str]) -> str:
     provenance.write_json(out / f"{stem}.json", result)
     (out / f"{stem}.md").write_text(text)
     return text
+
+
+@contextlib.contextmanager
+def milvus_server(base_dir: Path) -> Iterator[str]:
+    """A Milvus standalone server on this machine for one run (the `milvus` package, a
+    test dependency), keeping its data under `base_dir`; yields its URI."""
+    try:
+        from milvus import MilvusServer
+    except ImportError as exc:
+        raise RuntimeError("a local Milvus server needs the `milvus` package "
+                           "(pip install milvus)") from exc
+    server = MilvusServer()
+    server.set_base_dir(str(base_dir))
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server.listen_port}"
+    finally:
+        server.stop()
