@@ -148,8 +148,9 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=300,
                         help="photos for the per-stage profile (0: skip it)")
     parser.add_argument("--server", action="store_true",
-                        help="start the `milvus` package's standalone server on 127.0.0.1 "
-                        "and use it as --db; results go to bench_lfw_server.*")
+                        help="on a Milvus standalone server: the one --db names, or else "
+                        "one started on 127.0.0.1 for the run; results go to "
+                        "bench_lfw_server.*")
     parser.add_argument("--out", default=str(RESULTS),
                         help="folder for the JSON and Markdown results (default docs/results)")
     args = parser.parse_args()
@@ -157,7 +158,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="revsearch-bench-"))
     db = args.db or str(tmp / "bench.db")
     servers = contextlib.ExitStack()
-    if args.server:
+    if args.server and not args.db:
         db = servers.enter_context(milvus_server(tmp / "milvus"))
     try:
         profile = profile_stages(lfw, args.profile) if args.profile else {}

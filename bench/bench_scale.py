@@ -11,7 +11,9 @@ copies are unrelated to each other, as different people are. Queries: 1,000 fres
 noisy versions of random vectors; ground truth: exact search in numpy.
 
 Server: the standalone binary of the PyPI package `milvus` on 127.0.0.1 (or --db URI),
-HNSW M=16, efConstruction=200, COSINE (--hnsw-m, --ef-construction). The server seals
+COSINE; by default HNSW M=16, efConstruction=200 (--hnsw-m, --ef-construction) swept
+over ef (--efs); --index IVF_FLAT or IVF_PQ instead (--nlist lists per segment; IVF_PQ
+--pq-m sub-vectors of 8 bits) swept over nprobe (--nprobes). The server seals
 segments at 512 MB x 0.23 by default, which splits a million vectors into four segments,
 each searched with its own graph; --segment-max-mb 4096 keeps them in one. The loaded
 segments' row counts are reported. Writes docs/results/scale{--tag}.{json,md}.
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -101,9 +104,28 @@ class RssSampler:
         return self.peak
 
 
+@dataclass(frozen=True)
+class IndexSpec:
+    """One server index to build over the million, and the search parameter to sweep."""
+
+    kind: str  # HNSW, IVF_FLAT or IVF_PQ
+    build: dict  # the index's build parameters, as Milvus takes them
+    knob: str  # the search parameter swept: ef (HNSW) or nprobe (IVF)
+    values: tuple[int, ...]
+
+
+def index_spec(args: argparse.Namespace) -> IndexSpec:
+    if args.index == "HNSW":
+        return IndexSpec("HNSW", {"M": args.hnsw_m, "efConstruction": args.ef_construction},
+                         "ef", tuple(int(x) for x in args.efs.split(",")))
+    build = {"nlist": args.nlist}
+    if args.index == "IVF_PQ":
+        build |= {"m": args.pq_m, "nbits": 8}
+    return IndexSpec(args.index, build, "nprobe", tuple(int(x) for x in args.nprobes.split(",")))
+
+
 def bench_server(uri: str, base: np.ndarray, n: int, queries: np.ndarray, k: int,
-                 m: int = 16, ef_construction: int = 200,
-                 efs: tuple[int, ...] = (64, 128, 256, 512)) -> dict:
+                 spec: IndexSpec) -> dict:
     from pymilvus import MilvusClient
 
     client = MilvusClient(uri)
@@ -119,8 +141,8 @@ def bench_server(uri: str, base: np.ndarray, n: int, queries: np.ndarray, k: int
     client.flush(name)
     insert_s = time.perf_counter() - t0
     params = client.prepare_index_params()
-    params.add_index(field_name="v", index_type="HNSW", metric_type="COSINE",
-                     params={"M": m, "efConstruction": ef_construction})
+    params.add_index(field_name="v", index_type=spec.kind, metric_type="COSINE",
+                     params=spec.build)
     t0 = time.perf_counter()
     client.create_index(name, params)
     client.load_collection(name)
@@ -128,22 +150,31 @@ def bench_server(uri: str, base: np.ndarray, n: int, queries: np.ndarray, k: int
     segments = loaded_segments(uri, name)
     truth = exact_top(all_vectors, queries, k)  # cosine: unit vectors
     runs = []
-    for ef in efs:
+    for value in spec.values:
         lat, rec = [], []
         for q, t in zip(queries, truth, strict=True):
             t1 = time.perf_counter()
             res = client.search(name, data=[q.tolist()], limit=k,
-                                search_params={"metric_type": "COSINE", "params": {"ef": ef}})
+                                search_params={"metric_type": "COSINE",
+                                               "params": {spec.knob: value}})
             lat.append((time.perf_counter() - t1) * 1000)
             rec.append(len({h["id"] for h in res[0]} & set(t.tolist())) / k)
-        runs.append({"ef": ef, "recall_at_10": round(float(np.mean(rec)), 4),
+        runs.append({spec.knob: value, "recall_at_10": round(float(np.mean(rec)), 4),
                      "p50_ms": round(float(np.percentile(lat, 50)), 2),
                      "p95_ms": round(float(np.percentile(lat, 95)), 2)})
+        print(runs[-1], flush=True)
     client.drop_collection(name)
     client.close()
     return {"vectors": n, "insert_s": round(insert_s, 1), "index_and_load_s": round(build_s, 1),
-            "M": m, "efConstruction": ef_construction, "segments": segments,
-            "searches": runs}
+            "index": spec.kind, "build": spec.build, **_legacy_keys(spec),
+            "segments": segments, "searches": runs}
+
+
+def _legacy_keys(spec: IndexSpec) -> dict:
+    """HNSW's build parameters also at the top level, where earlier results kept them."""
+    if spec.kind != "HNSW":
+        return {}
+    return {"M": spec.build["M"], "efConstruction": spec.build["efConstruction"]}
 
 
 def loaded_segments(uri: str, name: str) -> list[int]:
@@ -192,20 +223,24 @@ def bench_lite(base: np.ndarray, sizes: list[int], queries: np.ndarray, k: int,
 
 def write(result: dict, out: Path, tag: str = "") -> None:
     s = result["server"]
+    knob = "nprobe" if "nprobe" in s["searches"][0] else "ef"
+    build = ", ".join(f"{k}={v}" for k, v in
+                      s.get("build", {"M": s.get("M"), "efConstruction": s.get("efConstruction")})
+                      .items())
     lines = [
         "# Scale: a million face vectors", "", f"Command: `{result['command']}`", "",
         "Vectors: rotated, noisy copies of LFW's real SFace face vectors (see the "
         "docstring of `bench/bench_scale.py`); 1,000 queries; recall@10 against exact "
         "numpy search; latency of single-vector searches through pymilvus on loopback.", "",
-        f"## Milvus server {result['server_version']} (standalone, 2 cores), HNSW "
-        f"M={s.get('M', 16)}, efConstruction={s.get('efConstruction', 200)}", "",
+        f"## Milvus server {result['server_version']} (standalone, 2 cores), "
+        f"{s.get('index', 'HNSW')} {build}", "",
         f"{s['vectors']:,} vectors: insert {s['insert_s']} s, index build + load "
         f"{s['index_and_load_s']} s, peak server memory {result['server_peak_rss_mb']} MB; "
         f"{len(s.get('segments', [])) or '?'} sealed segments "
         f"({', '.join(f'{r:,}' for r in s.get('segments', []))} rows; segment limit "
         f"{result.get('segment_max_mb') or 512} MB).", "",
-        "| ef | recall@10 | p50 (ms) | p95 (ms) |", "|---|---|---|---|",
-        *[f"| {r['ef']} | {r['recall_at_10']} | {r['p50_ms']} | {r['p95_ms']} |"
+        f"| {knob} | recall@10 | p50 (ms) | p95 (ms) |", "|---|---|---|---|",
+        *[f"| {r[knob]} | {r['recall_at_10']} | {r['p50_ms']} | {r['p95_ms']} |"
           for r in s["searches"]],
         "",
     ]
@@ -227,15 +262,24 @@ def main() -> None:
     parser.add_argument("--db", help="a running Milvus server (default: start one)")
     parser.add_argument("--lite-sizes", default="10000,50000,100000,200000")
     parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--index", default="HNSW", choices=("HNSW", "IVF_FLAT", "IVF_PQ"),
+                        help="the server's index over the million")
     parser.add_argument("--hnsw-m", type=int, default=16)
     parser.add_argument("--ef-construction", type=int, default=200)
-    parser.add_argument("--efs", default="64,128,256,512", help="search ef values")
+    parser.add_argument("--efs", default="64,128,256,512", help="search ef values (HNSW)")
+    parser.add_argument("--nlist", type=int, default=4096, help="IVF lists per segment")
+    parser.add_argument("--pq-m", type=int, default=16,
+                        help="IVF_PQ sub-vectors (as `eval ann`: dim / 8 for SFace)")
+    parser.add_argument("--nprobes", default="8,16,32,64,128,256",
+                        help="search nprobe values (IVF)")
     parser.add_argument("--tag", default="", help="suffix of the output files")
     parser.add_argument("--segment-max-mb", type=int, default=0,
                         help="started server only: dataCoord.segment.maxSize (default 512)")
     parser.add_argument("--out", default=str(RESULTS),
                         help="folder for the JSON and Markdown results (default docs/results)")
     args = parser.parse_args()
+    if args.db and args.segment_max_mb:
+        parser.error("--segment-max-mb configures the server this script starts, not --db's")
     work = Path(tempfile.mkdtemp(prefix="revsearch-scale-"))
     try:
         run(args, work)
@@ -271,9 +315,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
         from pymilvus import MilvusClient
 
         version = MilvusClient(uri).get_server_version()
-        result_server = bench_server(uri, base, args.n, queries, 10, args.hnsw_m,
-                                     args.ef_construction,
-                                     tuple(int(x) for x in args.efs.split(",")))
+        result_server = bench_server(uri, base, args.n, queries, 10, index_spec(args))
     finally:
         peak = sampler.stop() if sampler else 0
         if server:

@@ -17,7 +17,9 @@ Picks disjoint random LFW photos (seed 0): `--base` of them are indexed first (w
 3. both: the second set is submitted, and over the same window the clients search.
 
 Any failed or empty search counts as an error and fails the benchmark, as does a window
-that the ingest did not cover. Writes docs/results/bench_watch.json and .md.
+that the ingest did not cover. Writes docs/results/bench_watch{--tag}.json and .md.
+`--ingest-nice 0 --tag _nice0` runs the ingest at the searches' CPU priority, to show what
+the server's default of running it lower buys.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import httpx
 from bench_api import free_port, run_load, start_server
 
 import revsearch
+from revsearch.config import load_settings
 from revsearch.eval import provenance
 from revsearch.eval.bench import machine, save_report
 
@@ -110,6 +113,9 @@ def main() -> None:
     ap.add_argument("--settle", type=float, default=5.0,
                     help="seconds after the first ingested file before a window starts")
     ap.add_argument("--workers", type=int, default=2, help="the server's ingest processes")
+    ap.add_argument("--ingest-nice", type=int,
+                    help="the server's --ingest-nice (default: the server's own default)")
+    ap.add_argument("--tag", default="", help="suffix of the output files")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     command = "python bench/bench_watch.py " + " ".join(sys.argv[1:])
@@ -135,8 +141,9 @@ def main() -> None:
         with revsearch.connect(db, home=home) as rs:  # queries with a face: none fails
             queries = [Path(m["path"]) for m in rs.collection.media() if m["n_faces"]]
         port = free_port()
+        nice = [] if args.ingest_nice is None else ["--ingest-nice", str(args.ingest_nice)]
         server = start_server(db, port, "--home", str(home), "--allow", str(work / "incoming"),
-                              "--workers", str(args.workers), seconds=180)
+                              "--workers", str(args.workers), *nice, seconds=180)
         base = f"http://127.0.0.1:{port}"
         try:
             stats = httpx.get(f"{base}/api/stats").json()
@@ -170,13 +177,16 @@ def main() -> None:
               "load_average_1min": [round(x, 2) for x in loads],
               "settings": {"ingest_photos": args.ingest, "base_photos": args.base,
                            "clients": args.clients, "seconds": args.seconds,
-                           "settle": args.settle, "server_workers": args.workers},
+                           "settle": args.settle, "server_workers": args.workers,
+                           "ingest_nice": (load_settings().ingest_nice
+                                           if args.ingest_nice is None else args.ingest_nice)},
               "index_before": {k: stats[k] for k in ("images", "faces")},
               "index_after": {k: final[k] for k in ("images", "faces")},
               "searches_alone": alone, "ingest_alone": ingest_alone,
               "searches_during_ingest": both.pop("searches"), "ingest_during_searches": both}
     ingest_alone.pop("searches")
-    print(save_report(Path(args.out), "bench_watch", result, markdown(result)), end="")
+    print(save_report(Path(args.out), f"bench_watch{args.tag}", result, markdown(result)),
+          end="")
     errors = result["searches_alone"]["errors"] + result["searches_during_ingest"]["errors"]
     if errors:
         sys.exit(1)
@@ -192,7 +202,8 @@ def markdown(r: dict) -> list[str]:
         f"Date: {r['date']}; commit {r['git_commit'][:10]}; {m['cpu']} ({m['cores']} "
         f"cores); 1-minute load average at the start and after each phase: "
         f"{', '.join(map(str, r['load_average_1min']))}.", "",
-        f"`revsearch serve --workers {s['server_workers']}` over Milvus Lite, starting "
+        f"`revsearch serve --workers {s['server_workers']} --ingest-nice "
+        f"{s.get('ingest_nice', 10)}` over Milvus Lite, starting "
         f"from {r['index_before']['images']} LFW photos ({r['index_before']['faces']} "
         f"faces); {s['clients']} clients on the same machine each post a random indexed "
         f"photo to `/api/search` (k=10), back to back, for {s['seconds']:.0f} s. The "

@@ -125,6 +125,24 @@ def server_uri(tmp_path_factory: pytest.TempPathFactory):
         server.stop()
 
 
+def empty_milvus(uri: str) -> str:
+    """Drop every collection of the Milvus server at `uri`; return the URI."""
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=uri)
+    for name in client.list_collections():
+        client.drop_collection(name)
+    client.close()
+    return uri
+
+
+@pytest.fixture
+def server(server_uri):
+    """The session's Milvus server, empty before and after the test."""
+    yield empty_milvus(server_uri)
+    empty_milvus(server_uri)
+
+
 @pytest.fixture(scope="session")
 def collage(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Colin Powell (larger, left) beside Tony Blair (right), from photos not in the

@@ -48,8 +48,8 @@ def test_bench_lfw(subset_dir, tmp_path):
                                                 "embed_openvino"}
 
 
-def test_bench_lfw_on_a_milvus_server(subset_dir, tmp_path):
-    _run("bench_lfw.py", "--server", "--lfw", str(subset_dir), "--queries", "5",
+def test_bench_lfw_on_a_milvus_server(server, subset_dir, tmp_path):
+    _run("bench_lfw.py", "--server", "--db", server, "--lfw", str(subset_dir), "--queries", "5",
          "--profile", "0", "--out", str(tmp_path))
     r = _read(tmp_path, "bench_lfw_server")
     assert r["backend"] == "server" and r["index"]["images"] == r["ingest"]["images"] > 0
@@ -121,9 +121,9 @@ def test_bench_watch(tmp_path):
     assert r["index_after"]["images"] == r["index_before"]["images"] + 600
 
 
-def test_bench_scale(subset_dir, tmp_path):
-    _run("bench_scale.py", "--lfw", str(subset_dir), "--n", "2000", "--lite-sizes", "500",
-         "--queries", "20", "--efs", "16,64", "--segment-max-mb", "64", "--tag", "_smoke",
+def test_bench_scale(server, subset_dir, tmp_path):
+    _run("bench_scale.py", "--db", server, "--lfw", str(subset_dir), "--n", "2000",
+         "--lite-sizes", "500", "--queries", "20", "--efs", "16,64", "--tag", "_smoke",
          "--out", str(tmp_path))
     r = _read(tmp_path, "scale_smoke")
     assert r["server"]["vectors"] == sum(r["server"]["segments"]) == 2000
@@ -131,6 +131,20 @@ def test_bench_scale(subset_dir, tmp_path):
     assert len(recalls) == 2 and all(0 < x <= 1 for x in recalls)
     assert recalls[1] >= recalls[0]  # a wider search never finds fewer true neighbours
     assert r["lite"][0]["vectors"] == 500
+
+
+def test_bench_scale_ivf(server, subset_dir, tmp_path):
+    _run("bench_scale.py", "--db", server, "--lfw", str(subset_dir), "--n", "2000",
+         "--lite-sizes", "", "--queries", "20", "--index", "IVF_PQ", "--nlist", "16",
+         "--pq-m", "16", "--nprobes", "1,16", "--tag", "_ivf", "--out", str(tmp_path))
+    r = _read(tmp_path, "scale_ivf")
+    assert r["server"]["index"] == "IVF_PQ" and r["server"]["build"]["nlist"] == 16
+    [few, every] = r["server"]["searches"]
+    assert (few["nprobe"], every["nprobe"]) == (1, 16)
+    # Probing every list leaves only the quantisation's own error: never fewer true
+    # neighbours than probing one list.
+    assert 0 < few["recall_at_10"] <= every["recall_at_10"] <= 1
+    assert "| nprobe |" in (tmp_path / "scale_ivf.md").read_text()
 
 
 def test_ytf_variants(tmp_path):
@@ -164,11 +178,11 @@ def test_ytf_label_audit(tmp_path):
     assert (tmp_path / "ytf_label_audit.jpg").is_file() == bool(r["candidates"])
 
 
-def test_bench_ray(tmp_path):
+def test_bench_ray(server, tmp_path):
     pytest.importorskip("ray")
     photos = copy_people(tmp_path / "lfw", ["George_W_Bush", "Colin_Powell", "Tony_Blair"], 4)
-    _run("bench_ray.py", "--lfw", str(photos), "--runs", "local:2,ray:2",
-         "--transport-images", "64", "--out", str(tmp_path))
+    _run("bench_ray.py", "--lfw", str(photos), "--db", server, "--runs", "local:2,ray:2",
+         "--transport-images", "16", "--out", str(tmp_path))
     r = _read(tmp_path, "bench_ray")
     assert [(run["engine"], run["images"], run["problems"]) for run in r["runs"]] == \
         [("local", 12, 0), ("ray", 12, 0)]

@@ -141,3 +141,29 @@ def test_eval_occlusion_on_a_small_lfw(tmp_path):
     assert set(confusion) == set(runs) and sum(confusion["clean"].values()) == 30
     assert (out / "occlusion_lfw_sface.md").is_file()
     assert (out / "occlusion_examples.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_eval_people_on_a_small_lfw(tmp_path):
+    """`revsearch eval people` (the LFW part): each method's threshold is chosen on the
+    development people and scored on the others; the shipped path is timed."""
+    require_data()
+    root = _mini_root(tmp_path / "lfw", per_person=8)
+    dev = PEOPLE[:3]
+    (root / "pairsDevTrain.txt").write_text(
+        "1\n" + f"{dev[0]}\t1\t2\n" + f"{dev[1]}\t1\t{dev[2]}\t1\n")
+    out = tmp_path / "results"
+    env = {"REVSEARCH_HOME": str(tmp_path / "home"), "REVSEARCH_WORKERS": "2"}
+    res = run_cli("eval", "people", "--lfw", str(root), "--ytf", str(tmp_path / "no_ytf"),
+                  "--out", str(out), env=env, timeout=600)
+    assert res.returncode == 0, res.stderr
+    r = json.loads((out / "people_lfw.json").read_text())["lfw"]
+    assert (r["dev_people"], r["test_people"]) == (3, 3)
+    assert r["dev_faces"] + r["test_faces"] == r["labelled"] >= 40
+    best = r["methods"][r["best"]]
+    # Six well-photographed people: the chosen method separates the held-out three.
+    assert best["test"]["bcubed_f"] >= 0.8, best["test"]
+    assert r["product"]["new_photos"] == (6 * 8 + 2) // 4
+    assert r["product"]["update"]["items"] >= 1
+    for name in ("people_lfw.md", "people_lfw_curves.png", "people_lfw_contact.png"):
+        assert (out / name).is_file(), name

@@ -215,7 +215,7 @@ def test_killed_ingest_resumes_to_identical_rows(tmp_path):
     assert killed >= KILL_TRIALS, "most ingests ended before they could be killed"
 
 
-KILL_TRIALS = 10
+KILL_TRIALS = 6
 
 
 def _kill_ingest_at(photos: Path, db: str, home: Path, fraction: float) -> bool:

@@ -77,6 +77,29 @@ def test_loading_the_openvino_embedder_forks_no_telemetry_process():
     assert seen["telemetry"].endswith("telemetry_stub")
 
 
+FORK_WITH_LITE_OPEN = r"""
+import subprocess, sys
+import revsearch
+with revsearch.connect(sys.argv[1], home=sys.argv[2]) as rs:
+    rs.collection.count()
+    # Ray starts its processes like this: a fork with a pre-exec hook.
+    for _ in range(3):
+        subprocess.run(["true"], preexec_fn=lambda: None, check=True)
+"""
+
+
+def test_forks_beside_milvus_lite_skip_grpc_fork_handlers(tmp_path):
+    """Milvus Lite's gRPC server runs in the process; with gRPC's fork handlers on, a child
+    forked beside it (Ray's raylet under `--engine ray`) sometimes hung before exec, so
+    revsearch imports pymilvus with them off, and gRPC then never reports running them."""
+    done = subprocess.run([sys.executable, "-c", FORK_WITH_LITE_OPEN, str(tmp_path / "x.db"),
+                           str(tmp_path / "home")], capture_output=True, text=True,
+                          timeout=120, env={k: v for k, v in os.environ.items()
+                                            if k != "GRPC_ENABLE_FORK_SUPPORT"})
+    assert done.returncode == 0, done.stderr
+    assert "fork_posix" not in done.stderr and "fork()" not in done.stderr, done.stderr
+
+
 @pytest.mark.slow
 def test_cli_output_is_quiet_when_piped(tmp_path):
     """`make demo` in miniature, with stderr to a pipe (a log file or CI): progress as a

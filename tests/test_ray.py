@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATA, ROOT, copy_people, lfw, run_cli
+from conftest import DATA, ROOT, copy_people, empty_milvus, lfw, run_cli
 
 import revsearch
 from revsearch.ingest.engines.ray import _batches, on_this_machine
@@ -111,23 +111,6 @@ def _wait_for_port(port: int, proc: subprocess.Popen, seconds: float = 120) -> N
                 return
         time.sleep(0.5)
     raise AssertionError("the Ray head did not come up")
-
-
-def _empty(uri: str) -> str:
-    from pymilvus import MilvusClient
-
-    client = MilvusClient(uri=uri)
-    for name in client.list_collections():
-        client.drop_collection(name)
-    client.close()
-    return uri
-
-
-@pytest.fixture
-def server(server_uri):
-    """The session's Milvus server, empty before and after the test."""
-    yield _empty(server_uri)
-    _empty(server_uri)
 
 
 def _rows(db: str, home: Path) -> dict[str, list[dict]]:
@@ -272,7 +255,7 @@ def _mappers(busy: bool = False) -> list[int]:
 def _run_until_some_rows(cmd: list[str], server: str, total: int) -> subprocess.Popen | None:
     """Start an ingest; return it once some but not all files are written (None if it
     finished first)."""
-    _empty(server)
+    empty_milvus(server)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
     while proc.poll() is None and time.monotonic() < deadline:

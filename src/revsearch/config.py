@@ -272,6 +272,12 @@ class Settings:
     # File-system notifications can be missed (network shares, a full inotify queue).
     watch_interval: float = field(default=300.0, metadata=about(
         "server", ("serve",), "also rescan watched folders every X seconds (0: never)"))
+    # Searches are what a user waits for; a background ingest takes what CPU is left.
+    # Without it the ingest's worker processes take the cores and searches queue behind
+    # them (bench/bench_watch.py --ingest-nice 0).
+    ingest_nice: int = field(default=10, metadata=about(
+        "server", ("serve",), "run background ingest jobs N nice levels below the "
+        "searches (Linux; 0: same priority)"))
 
     @property
     def sampling(self):

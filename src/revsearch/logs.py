@@ -20,8 +20,10 @@ def configure(verbose: bool = False) -> None:
 
 def quiet_third_party() -> None:
     """Silence third-party log records that only repeat what revsearch reports itself."""
+    from revsearch.store.backend import import_pymilvus
+
     # pymilvus sets up its loggers when imported, resetting levels set on them before.
-    import pymilvus  # noqa: F401
+    import_pymilvus()
 
     # Milvus Lite and servers before 2.5 lack AllocTimestamp: pymilvus's query iterator
     # then falls back to a client-side timestamp, after grpc (in-process Lite server)

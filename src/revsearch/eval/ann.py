@@ -16,6 +16,7 @@ import numpy as np
 
 from revsearch.eval import provenance
 from revsearch.eval.metrics import exact_top
+from revsearch.store.backend import import_pymilvus
 
 # Index types milvus-lite's factory cannot build (milvus_lite/index/factory.py).
 LITE_LACKS = frozenset({"IVF_PQ"})
@@ -98,7 +99,7 @@ def compare_indexes(vectors: np.ndarray, n_queries: int = 500, k: int = 10,
     """Build each index type over `vectors` (unit rows) on Milvus Lite (or the server at
     `uri`) and sweep its search parameter; an index type the backend refuses is recorded
     with the reason."""
-    from pymilvus import MilvusClient
+    MilvusClient = import_pymilvus().MilvusClient
     from pymilvus.exceptions import MilvusException
 
     rng = np.random.default_rng(0)

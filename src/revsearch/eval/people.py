@@ -163,8 +163,9 @@ def _k_sensitivity(graph: KnnGraph, items: Items, truth: np.ndarray, method: str
 
 def _product_timing(coll, settings: Settings, method: str, params: dict, k: int,
                     lfw_root: Path, n_new: int = 100) -> dict:
-    """The shipped path, end to end: recluster with its writes; then 100 photos
-    removed, re-clustered without them, re-indexed, and placed incrementally."""
+    """The shipped path, end to end: recluster with its writes; then `n_new` photos (at
+    most a quarter of a small collection) removed, re-clustered without them,
+    re-indexed, and placed incrementally."""
     from revsearch.ingest import run_ingest
 
     extra = {kk: v for kk, v in params.items() if kk != "threshold"}
@@ -175,6 +176,7 @@ def _product_timing(coll, settings: Settings, method: str, params: dict, k: int,
     full = book.recluster()
     recluster_s = time.monotonic() - started
     media = sorted(coll.media(), key=lambda r: r["path"])
+    n_new = min(n_new, len(media) // 4)
     rng = np.random.default_rng(0)
     chosen = [media[i] for i in sorted(rng.choice(len(media), n_new, replace=False))]
     coll.remove([m["image_id"] for m in chosen])

@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None, *, listen: tuple[str, int] | No
     if missing:
         raise SettingsError(f"cannot watch {', '.join(missing)}: no such folder")
     service = Service(settings)
-    jobs = Jobs(service.run_job)
+    jobs = Jobs(service.run_job, nice=settings.ingest_nice)
     roots = Roots.of([*settings.watch, *settings.allow])
     watcher = None
     if settings.watch:

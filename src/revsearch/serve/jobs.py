@@ -30,12 +30,6 @@ log = logging.getLogger(__name__)
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 
-# How much less CPU the ingest gets than the searches when both want it: without it the
-# ingest's worker processes take the cores and searches queue behind them
-# (bench/bench_watch.py).
-INGEST_NICE = 10
-
-
 class PathRefused(RevsearchError):
     """A job names a path the server may not read (HTTP 403)."""
 
@@ -98,13 +92,16 @@ class Jobs:
     """The queue of ingest jobs and the thread that runs them, one at a time.
 
     `run(job)` does the work and returns its report; the last `keep` finished jobs stay
-    listed. A job for exactly the same paths and options as one still queued is not
+    listed; the thread and the worker processes it starts run `nice` levels below
+    the rest of the server. A job for exactly the same paths and options as one still queued is not
     queued twice (watch events come in bursts).
     """
 
-    def __init__(self, run: Callable[[Job], IngestReport], keep: int = 50) -> None:
+    def __init__(self, run: Callable[[Job], IngestReport], keep: int = 50,
+                 nice: int = 0) -> None:
         self._run = run
         self._keep = keep
+        self._nice = nice
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._lock = threading.Lock()
@@ -175,7 +172,8 @@ class Jobs:
             del self._jobs[job_id]
 
     def _loop(self) -> None:
-        _lower_priority(INGEST_NICE)
+        if self._nice:
+            _lower_priority(self._nice)
         while True:
             job = self._queue.get()
             if job is None:

@@ -10,9 +10,11 @@ vector index, the search parameters, and how to search with one hit per group.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -149,8 +151,23 @@ def connect(uri: str) -> tuple[Any, Backend]:
         raise
 
 
+def import_pymilvus() -> ModuleType:
+    """pymilvus, imported the one way revsearch imports it: with gRPC's fork handlers off
+    unless the environment already says otherwise.
+
+    gRPC reads that setting once, when it is first imported. Ingest starts processes
+    while Milvus' gRPC threads run (Milvus Lite's server runs in this process; Ray starts
+    its raylet through a fork with a pre-exec hook), and with the handlers on such a
+    child sometimes hangs before it can exec: `--engine ray` then timed out starting Ray.
+    No forked child of revsearch uses gRPC, which is all the handlers are for."""
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+    import pymilvus
+
+    return pymilvus
+
+
 def _client(address: str, uri: str) -> Any:
-    from pymilvus import MilvusClient
+    MilvusClient = import_pymilvus().MilvusClient
 
     try:
         return MilvusClient(uri=address)
