@@ -1,4 +1,5 @@
-"""Draw the LFW pipelines side by side: CMC (and ROC where stored) on one axis each.
+"""Draw the LFW pipelines side by side: CMC (and ROC where stored) on one axis each; and
+the million-vector index runs side by side: recall against latency.
 
     .venv/bin/python bench/compare_figures.py [--results DIR] [--out FILE]
 
@@ -11,6 +12,10 @@ to 100); a full ROC curve is drawn only from a file that stores one
 (`verification.roc` with `far` and `tar` lists). Files without it contribute the one
 operating point they do store (`verification.tar_at_far_1e-3`) and their ROC AUC, marked
 as such in the legend.
+
+Beside it, `scale_curves.png`: recall@10 against p50 latency of every `scale*.json` that
+`bench/bench_scale.py` wrote for a million vectors (one line per index and build, its
+swept ef or nprobe marked at each point).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
 NAME = "compare_lfw_cmc_roc.png"
+SCALE_NAME = "scale_curves.png"
 
 
 def load(results: Path) -> dict[str, dict]:
@@ -84,10 +90,49 @@ def draw(runs: dict[str, dict], out: Path) -> list[str]:
     return missing_roc
 
 
+def scale_runs(results: Path, vectors: int = 1_000_000) -> dict[str, dict]:
+    """The server part of each scale*.json over `vectors` vectors, by a label of its index,
+    build parameters and segments."""
+    runs = {}
+    for path in sorted(results.glob("scale*.json")):
+        server = json.loads(path.read_text()).get("server", {})
+        if server.get("vectors") != vectors or not server.get("searches"):
+            continue
+        build = server.get("build") or {"M": server.get("M"),
+                                        "efConstruction": server.get("efConstruction")}
+        params = ", ".join(f"{k} {v}" for k, v in build.items())
+        n = len(server.get("segments", []))
+        segments = f"{n} segment{'s' * (n != 1)}" if n else "segments not recorded"
+        runs[f"{server.get('index', 'HNSW')} {params} ({segments})"] = server
+    return runs
+
+
+def draw_scale(runs: dict[str, dict], out: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (label, server) in enumerate(runs.items()):
+        knob = "nprobe" if "nprobe" in server["searches"][0] else "ef"
+        pts = server["searches"]
+        ax.plot([r["p50_ms"] for r in pts], [r["recall_at_10"] for r in pts], "o-",
+                color=f"C{i}", label=label)
+        for r in pts:
+            ax.annotate(f"{knob} {r[knob]}", (r["p50_ms"], r["recall_at_10"]), fontsize=6,
+                        xytext=(3, -8), textcoords="offset points", color=f"C{i}")
+    ax.set(xscale="log", xlabel="p50 latency per query (ms, log scale)", ylabel="recall@10",
+           title="A million synthetic vectors on a Milvus server (COSINE, 1,000 queries)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS, help="where lfw_*.json are")
     parser.add_argument("--out", type=Path, default=None, help=f"PNG (default RESULTS/{NAME})")
+    parser.add_argument("--scale-out", type=Path, default=None,
+                        help=f"PNG (default RESULTS/{SCALE_NAME})")
     args = parser.parse_args(argv)
     runs = load(args.results)
     if not runs:
@@ -98,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"ROC curve not stored in the JSON of: {', '.join(missing)} "
               "(plotted their TAR at FAR 1e-3 point only)")
+    scale = scale_runs(args.results)
+    if scale:
+        scale_out = args.scale_out or args.results / SCALE_NAME
+        draw_scale(scale, scale_out)
+        print(f"{len(scale)} million-vector index runs -> {scale_out}")
     return 0
 
 

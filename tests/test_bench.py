@@ -232,7 +232,7 @@ def test_ytf_manifest(tmp_path):
 
 
 def test_compare_figures(tmp_path):
-    """The comparison figure is drawn from the published lfw_*.json files alone."""
-    out = tmp_path / "compare.png"
-    _run("compare_figures.py", "--out", str(out))
-    assert out.stat().st_size > 10_000
+    """The comparison figures are drawn from the published JSON files alone."""
+    out, scale = tmp_path / "compare.png", tmp_path / "scale.png"
+    _run("compare_figures.py", "--out", str(out), "--scale-out", str(scale))
+    assert out.stat().st_size > 10_000 and scale.stat().st_size > 10_000

@@ -143,6 +143,24 @@ def test_eval_occlusion_on_a_small_lfw(tmp_path):
     assert (out / "occlusion_examples.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_ann_sweep_on_a_server_measures_the_built_index(server):
+    """On a server the index is built before the first timed search: probing one IVF
+    list must miss neighbours that probing more lists finds (an unindexed collection is
+    searched exhaustively and would score 1.0 throughout)."""
+    from revsearch.eval import ann
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((20_000, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    run = ann.compare_indexes(vectors, n_queries=20, uri=server, metrics=("COSINE",),
+                              indexes=("IVF_FLAT",))
+    curve = [r["recall_at_10"] for r in run["results"]]
+    assert len(curve) >= 3 and not run["refused"]
+    assert curve[0] < 0.9 and curve[0] < curve[-1]
+    # More lists probed, exact distances within them: never fewer true neighbours.
+    assert curve == sorted(curve)
+
+
 @pytest.mark.slow
 def test_eval_people_on_a_small_lfw(tmp_path):
     """`revsearch eval people` (the LFW part): each method's threshold is chosen on the
