@@ -53,9 +53,8 @@ def test_bootstrap_interval_covers_the_mean_and_narrows_with_queries():
 NOT_YET_RERUN = {
     "bench_api.json", "bench_lfw.json", "bench_lfw_server.json", "bench_peer.json",
     "bench_video.json", "bench_watch.json", "bench_watch_before_nice.json",
-    "lfw_baseline_efficientnet_lite0.json", "lfw_sface_dlib.json", "lfw_sface_flip.json",
     "occlusion_dev_sface.json", "scale.json", "scale_m32.json", "scale_m32_1seg.json",
-    "ytf_label_audit.json", "ytf_variants.json", "ann.json",
+    "ytf_variants.json", "ann.json",
 }
 
 
