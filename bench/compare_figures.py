@@ -98,8 +98,9 @@ def scale_runs(results: Path, vectors: int = 1_000_000) -> dict[str, dict]:
         server = json.loads(path.read_text()).get("server", {})
         if server.get("vectors") != vectors or not server.get("searches"):
             continue
-        build = server.get("build") or {"M": server.get("M"),
-                                        "efConstruction": server.get("efConstruction")}
+        # Files from before the build was recorded ran with bench_scale's defaults then.
+        build = server.get("build") or {"M": server.get("M", 16),
+                                        "efConstruction": server.get("efConstruction", 200)}
         params = ", ".join(f"{k} {v}" for k, v in build.items())
         n = len(server.get("segments", []))
         segments = f"{n} segment{'s' * (n != 1)}" if n else "segments not recorded"

@@ -54,7 +54,7 @@ NOT_YET_RERUN = {
     "bench_api.json", "bench_lfw.json", "bench_lfw_server.json", "bench_peer.json",
     "bench_video.json", "bench_watch.json", "bench_watch_before_nice.json",
     "occlusion_dev_sface.json", "scale.json", "scale_m32.json", "scale_m32_1seg.json",
-    "ytf_variants.json", "ann.json",
+    "ytf_variants.json",
 }
 
 
