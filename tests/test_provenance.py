@@ -53,7 +53,7 @@ def test_bootstrap_interval_covers_the_mean_and_narrows_with_queries():
 NOT_YET_RERUN = {
     "bench_api.json", "bench_lfw.json", "bench_lfw_server.json", "bench_peer.json",
     "bench_video.json", "bench_watch.json", "bench_watch_before_nice.json",
-    "occlusion_dev_sface.json", "scale.json", "scale_m32.json", "scale_m32_1seg.json",
+    "scale.json", "scale_m32.json", "scale_m32_1seg.json",
     "ytf_variants.json",
 }
 
