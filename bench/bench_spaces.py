@@ -4,7 +4,7 @@
 
 Speed: one process, one thread; the faces of random LFW photos (seed 0) are detected
 once, then each space aligns and embeds them; reported as ms per face (p50, mean).
-Accuracy: read from the results of `revsearch eval lfw|ytf|occlusion --space X` in
+Accuracy: read from the results of `revsearch eval lfw --space X` (and `ytf`, `occlusion`) in
 --results (lfw_X.json, ytf_X.json, occlusion_lfw_X.json), so every figure keeps the
 command that made it. Writes spaces_compare.json and .md (with each
 space's licence, and the caveat for research-only models).
@@ -114,9 +114,9 @@ def main() -> None:
              f"Date: {result['date']}; machine: {m['cores']} cores, {m['cpu']}. Speed: one "
              "thread, align + embed per face (other processes were running: compare the "
              "spaces with each other, not with other pages). Accuracy: from "
-             "`revsearch eval lfw|ytf|occlusion --space X` (the pages lfw_X.md, ytf_X.md, "
-             "occlusion_lfw_X.md). ✓ = meets the target (YTF rank-1 >= 97%, LFW retrieval "
-             "rank-1 >= 98.5%, LFW verification >= 99.6%).", "",
+             "`revsearch eval lfw --space X` (and `ytf`, `occlusion`) (the pages lfw_X.md, "
+             "ytf_X.md, occlusion_lfw_X.md). ✓ = meets the target (YTF rank-1 >= 97%, "
+             "LFW retrieval rank-1 >= 98.5%, LFW verification >= 99.6%).", "",
              *licence_lines({n: r["licence"] for n, r in rows.items()}),
              "| space | dim | LFW retrieval rank-1 | LFW mAP | LFW verification (pairs.txt) | "
              "YTF rank-1 | YTF verification | YTF rank-1, 2 of 5 frames occluded | "

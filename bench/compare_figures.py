@@ -83,11 +83,15 @@ def draw(runs: dict[str, dict], out: Path) -> list[str]:
     for ax in (cmc_ax, roc_ax):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="center right")
+    _save(fig, out)
+    return missing_roc
+
+
+def _save(fig, out: Path) -> None:
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
-    return missing_roc
 
 
 def scale_runs(results: Path, vectors: int = 1_000_000) -> dict[str, dict]:
@@ -122,10 +126,7 @@ def draw_scale(runs: dict[str, dict], out: Path) -> None:
            title="A million synthetic vectors on a Milvus server (COSINE, 1,000 queries)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    _save(fig, out)
 
 
 def main(argv: list[str] | None = None) -> int:
