@@ -166,15 +166,7 @@ def bench_server(uri: str, base: np.ndarray, n: int, queries: np.ndarray, k: int
     client.drop_collection(name)
     client.close()
     return {"vectors": n, "insert_s": round(insert_s, 1), "index_and_load_s": round(build_s, 1),
-            "index": spec.kind, "build": spec.build, **_legacy_keys(spec),
-            "segments": segments, "searches": runs}
-
-
-def _legacy_keys(spec: IndexSpec) -> dict:
-    """HNSW's build parameters also at the top level, where earlier results kept them."""
-    if spec.kind != "HNSW":
-        return {}
-    return {"M": spec.build["M"], "efConstruction": spec.build["efConstruction"]}
+            "index": spec.kind, "build": spec.build, "segments": segments, "searches": runs}
 
 
 def loaded_segments(uri: str, name: str) -> list[int]:
@@ -224,16 +216,14 @@ def bench_lite(base: np.ndarray, sizes: list[int], queries: np.ndarray, k: int,
 def write(result: dict, out: Path, tag: str = "") -> None:
     s = result["server"]
     knob = "nprobe" if "nprobe" in s["searches"][0] else "ef"
-    build = ", ".join(f"{k}={v}" for k, v in
-                      s.get("build", {"M": s.get("M"), "efConstruction": s.get("efConstruction")})
-                      .items())
+    build = ", ".join(f"{k}={v}" for k, v in s["build"].items())
     lines = [
         "# Scale: a million face vectors", "", f"Command: `{result['command']}`", "",
         "Vectors: rotated, noisy copies of LFW's real SFace face vectors (see the "
         "docstring of `bench/bench_scale.py`); 1,000 queries; recall@10 against exact "
         "numpy search; latency of single-vector searches through pymilvus on loopback.", "",
         f"## Milvus server {result['server_version']} (standalone, 2 cores), "
-        f"{s.get('index', 'HNSW')} {build}", "",
+        f"{s['index']} {build}", "",
         f"{s['vectors']:,} vectors: insert {s['insert_s']} s, index build + load "
         f"{s['index_and_load_s']} s, peak server memory {result['server_peak_rss_mb']} MB; "
         f"{len(s.get('segments', [])) or '?'} sealed segments "
