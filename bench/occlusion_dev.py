@@ -67,6 +67,12 @@ def main() -> None:
     ap.add_argument("--clean", type=int, default=2000)
     ap.add_argument("--out", default="docs/results")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--reranks", default="10,15,20,30,50",
+                    help="numbers of hits re-ranked on the visible part (stage 2)")
+    ap.add_argument("--weights", default="1.0,0.7,0.5",
+                    help="weights of the visible-part score (stage 2)")
+    ap.add_argument("--precisions", default=OcclusionSettings().precision,
+                    help="the re-ranking embedder's precisions to compare (f32, bf16)")
     ap.add_argument("--lfw", default="", help="LFW root with lfw-deepfunneled/ and "
                     "pairsDevTrain.txt (default: ../shared/data/lfw)")
     ap.add_argument("--render", default="", help="only write the Markdown of this JSON")
@@ -80,6 +86,9 @@ def main() -> None:
     db = str(settings.home / "eval" / f"lfw_{'sface'}.db")
     g = build_gallery(lfw / "lfw-deepfunneled", settings, db)
     pipeline = Pipeline(settings, threads=1)
+    # The re-ranking's own embedders, as VisibleMatcher builds them.
+    precisions = args.precisions.split(",")
+    rerank_embedders = {p: pipeline.embedder.with_precision(p) for p in precisions}
     fallback = create_detector("yunet", score_threshold=0.3, max_side=settings.det_max_side)
     people = dev_people(lfw)
     names, counts = np.unique(g.labels, return_counts=True)
@@ -191,12 +200,13 @@ def main() -> None:
             _, mask = ("none", None) if s is None else flagged(r["std"], r["inside"], s)
             if mask is not None:
                 top = r["top"][:n]
-                key = (kind, id(r), s.grow)
+                key = (kind, id(r), s.grow, s.precision)
                 if key not in masked_cache:
                     crops = np.stack([gallery_crop(int(t), row) for t, row in
                                       zip(r["top"], r["rows"], strict=True)])
-                    qv = pipeline.embedder.embed_aligned(cover(r["crop"][None], mask))[0]
-                    gv = pipeline.embedder.embed_aligned(cover(crops, mask))
+                    embedder = rerank_embedders[s.precision]
+                    qv = embedder.embed_aligned(cover(r["crop"][None], mask))[0]
+                    gv = embedder.embed_aligned(cover(crops, mask))
                     masked_cache[key] = gv @ qv
                 new = masked_cache[key][:n]
                 impostor = ~r["relevant"][top]
@@ -212,7 +222,7 @@ def main() -> None:
             else:
                 ranking = np.argsort(-scores, kind="stable")
             firsts.append(int(np.flatnonzero(r["relevant"][ranking])[0]) + 1)
-        impostors[(kind, n, weight, None if s is None else s.grow)] = above
+        impostors[(kind, n, weight, None if s is None else (s.grow, s.precision))] = above
         return float((np.array(firsts) <= 1).mean())
 
     masked_cache: dict = {}
@@ -221,13 +231,15 @@ def main() -> None:
     threshold = cal.point(1e-3).threshold if cal else 0.358
     stage2 = [{"config": "plain", **{k: rank1(k, None, 0, 0) for k in ("clean", *KINDS)}}]
     print(stage2[-1])
-    for grow, n, weight in itertools.product((2,), (10, 20, 50), (1.0, 0.7, 0.5)):
+    reranks = [int(v) for v in args.reranks.split(",")]
+    weights = [float(v) for v in args.weights.split(",")]
+    for precision, grow, n, weight in itertools.product(precisions, (2,), reranks, weights):
         s = replace(OcclusionSettings(), flat_std=chosen1["flat_std"],
-                    min_cells=chosen1["min_cells"], grow=grow)
-        row = {"grow": grow, "rerank": n, "weight": weight,
+                    min_cells=chosen1["min_cells"], grow=grow, precision=precision)
+        row = {"precision": precision, "grow": grow, "rerank": n, "weight": weight,
                **{k: rank1(k, s, n, weight) for k in ("clean", *KINDS)}}
         row["impostors_over_threshold"] = {
-            k: impostors[(k, n, weight, grow)] for k in KINDS}
+            k: impostors[(k, n, weight, (grow, precision))] for k in KINDS}
         stage2.append(row)
         print(row)
     lost = {k: sum(1 for r in records[k] if r is None or r["lost"]) for k in records}
@@ -236,6 +248,7 @@ def main() -> None:
     shift = {k: float(np.median([r["lm_shift"] for r in records[k] if r and not r["lost"]]))
              for k in records}
     result = {"queries": len(queries), "clean_faces": len(clean_stats), "seed": args.seed,
+
               "lost": lost, "found_by_fallback": rescued,
               "median_landmark_shift_over_box_width": shift,
               "threshold": threshold, "stage1": stage1, "chosen_detector": chosen1,
@@ -268,15 +281,16 @@ def write_report(result: dict, out: Path) -> str:
     lines += ["", f"Chosen (most caught with at most 1% clean flagged): flat std < "
               f"{c['flat_std']}, at least {c['min_cells']} cells.", "",
               "## Stage 2: re-ranking on the visible part (rank-1)", "",
-              "| grow | re-ranked | weight | clean | sunglasses | mask | patch |",
-              "|---|---|---|---|---|---|---|"]
+              "| precision | grow | re-ranked | weight | clean | sunglasses | mask | patch |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in result["stage2"]:
         if r.get("config") == "plain":
-            lines.append(f"| plain | - | - | {r['clean']:.2f} | {r['sunglasses']:.2f} | "
-                         f"{r['mask']:.2f} | {r['patch']:.2f} |")
+            lines.append(f"| plain | - | - | - | {r['clean']:.3f} | {r['sunglasses']:.3f} | "
+                         f"{r['mask']:.3f} | {r['patch']:.3f} |")
         else:
-            lines.append(f"| {r['grow']} | {r['rerank']} | {r['weight']} | {r['clean']:.2f} | "
-                         f"{r['sunglasses']:.2f} | {r['mask']:.2f} | {r['patch']:.2f} |")
+            lines.append(f"| {r.get('precision', 'f32')} | {r['grow']} | {r['rerank']} | "
+                         f"{r['weight']} | {r['clean']:.3f} | "
+                         f"{r['sunglasses']:.3f} | {r['mask']:.3f} | {r['patch']:.3f} |")
     return save_report(out, "occlusion_dev_sface", result, lines)
 
 

@@ -200,6 +200,9 @@ def test_bench_occlusion(subset_dir, tmp_path):
     assert r["cases"]["clean"]["on"]["n"] == r["cases"]["clean"]["off"]["n"] == 3
     assert r["cases"]["sunglasses"]["handled_as_covered"] >= 1
     assert all(c["on"]["p50_ms"] > 0 for c in r["cases"].values())
+    prof = r["profile"]["sunglasses"]
+    assert prof["crops"]["n"] == prof["rescore_bf16"]["n"] == prof["rescore_f32"]["n"] >= 1
+    assert prof["rescore_f32"]["p50_ms"] > 0
 
 
 def test_occlusion_dev(subset_dir, tmp_path, monkeypatch):
@@ -211,9 +214,12 @@ def test_occlusion_dev(subset_dir, tmp_path, monkeypatch):
         "1\n" + f"{people[0]}\t1\t2\n" + f"{people[1]}\t1\t{people[2]}\t1\n")
     monkeypatch.setenv("REVSEARCH_HOME", str(tmp_path / "home"))
     _run("occlusion_dev.py", "--lfw", str(root), "--queries", "3", "--clean", "6",
+         "--reranks", "2,3", "--weights", "0.5", "--precisions", "bf16,f32",
          "--out", str(tmp_path))
     r = _read(tmp_path, "occlusion_dev_sface")
     assert r["queries"] == 3 and r["stage1"] and r["stage2"][0]["config"] == "plain"
+    assert [(x["precision"], x["rerank"]) for x in r["stage2"][1:]] == [
+        ("bf16", 2), ("bf16", 3), ("f32", 2), ("f32", 3)]
 
 
 def test_ytf_manifest(tmp_path):

@@ -129,3 +129,18 @@ def test_importing_the_product_loads_no_eval_module():
     assert "revsearch.cli" in loaded and "revsearch.serve.app" in loaded
     pulled_in = [m for m in loaded if _is_eval(m)]
     assert not pulled_in, f"importing the product loads {pulled_in}"
+
+
+def test_pymilvus_is_imported_in_one_place():
+    """`store.backend.import_pymilvus` sets gRPC's fork handling before the first import
+    (see its docstring); an import anywhere else could come first and undo it."""
+    owner = "revsearch.store.backend"
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = module_name(path)
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import | ast.ImportFrom) and any(
+                    n == "pymilvus" or n.startswith("pymilvus.")
+                    for n in imported_names(node, module, path.name == "__init__.py")):
+                found.append(f"{module}:{node.lineno}")
+    assert len(found) == 1 and found[0].startswith(owner + ":"), found

@@ -96,3 +96,31 @@ def test_covered_queries_find_the_person_only_with_occlusion_handling(both, pipe
         assert a.hits[0].visible is not None
         assert all(h.match == (h.similarity >= a.threshold) for h in a.hits)
         assert all(h.visible is None for h in b.hits)
+
+
+def test_reranking_embeds_at_its_own_precision_and_leaves_the_index_float32(pipeline):
+    from revsearch.faces.align import align_face
+    from revsearch.faces.embed import resolve_runtime
+    from revsearch.faces.occlusion import CROP, OcclusionSettings
+
+    crops = []
+    for name, num in CLEAN[:4]:
+        image = load_image(lfw(name, num))
+        faces = pipeline.detect(image)
+        crops.append(align_face(image, faces[central_face(faces, image.shape)].landmarks, CROP))
+    crops = np.stack(crops)
+    before = pipeline.embedder.embed_aligned(crops)
+    matcher = create_matcher(pipeline.embedder, OcclusionSettings(precision="bf16"))
+    fast = matcher.embedder.embed_aligned(crops)
+    # The index's embedder is untouched: the same vectors as before, at float32.
+    assert np.array_equal(pipeline.embedder.embed_aligned(crops), before)
+    assert pipeline.embedder._run.precision == "f32"
+    if resolve_runtime("auto") == "openvino":
+        assert matcher.embedder._run.precision == "bf16"
+    # Close enough to rank by (each face nearest its own float32 vector), not identical
+    # on a CPU with bfloat16 units.
+    cos = fast @ before.T
+    assert (np.argmax(cos, axis=1) == np.arange(len(crops))).all()
+    assert np.diag(cos).min() > 0.99
+    with pytest.raises(ValueError, match="precision"):
+        create_matcher(pipeline.embedder, OcclusionSettings(precision="int4"))

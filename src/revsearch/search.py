@@ -318,12 +318,7 @@ def match_visible(collection: SpaceCollections, matcher: VisibleMatcher, image: 
     re-ranking score in `visible`, so the shown number and the decision agree.
     """
     head = hits[:matcher.settings.rerank]
-    photos = [h for h in head if h.media_type == "image"]
-    landmarks = collection.face_landmarks([h.face_id for h in photos])
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        crops = list(pool.map(lambda h: _crop_of(h, landmarks.get(h.face_id), max_pixels),
-                              photos))
-    usable = [(h, c) for h, c in zip(photos, crops, strict=True) if c is not None]
+    usable = candidate_crops(collection, head, max_pixels)
     if usable:
         scores = matcher.rescore(image, face.landmarks, occlusion,
                                  np.stack([c for _, c in usable]),
@@ -335,6 +330,18 @@ def match_visible(collection: SpaceCollections, matcher: VisibleMatcher, image: 
     for rank, h in enumerate(ranked, start=1):
         h.rank = rank
     return ranked
+
+
+def candidate_crops(collection: SpaceCollections, hits: Sequence[Hit],
+                    max_pixels: int = 100_000_000) -> list[tuple[Hit, np.ndarray]]:
+    """The photo hits whose face can be cut again from its file (with the stored
+    landmarks), each with its aligned crop; videos and unreadable files are left out."""
+    photos = [h for h in hits if h.media_type == "image"]
+    landmarks = collection.face_landmarks([h.face_id for h in photos])
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        crops = list(pool.map(lambda h: _crop_of(h, landmarks.get(h.face_id), max_pixels),
+                              photos))
+    return [(h, c) for h, c in zip(photos, crops, strict=True) if c is not None]
 
 
 def _crop_of(hit: Hit, landmarks: np.ndarray | None, max_pixels: int) -> np.ndarray | None:

@@ -44,9 +44,9 @@ def index_configs(n: int, dim: int) -> dict[str, tuple[dict, list[dict]]]:
 def vector_collection(client, name: str, dim: int, metric: str = "COSINE",
                       index: dict | None = None) -> None:
     """A bare (id, v) collection for measurements; `index` None leaves it unindexed."""
-    from pymilvus import DataType, MilvusClient
-
-    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    pymilvus = import_pymilvus()
+    DataType = pymilvus.DataType
+    schema = pymilvus.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field("id", DataType.INT64, is_primary=True)
     schema.add_field("v", DataType.FLOAT_VECTOR, dim=dim)
     params = None
@@ -119,8 +119,8 @@ def compare_indexes(vectors: np.ndarray, n_queries: int = 500, k: int = 10,
     """Build each index type (or those named in `indexes`) over `vectors` (unit rows) on
     Milvus Lite (or the server at `uri`) and sweep its search parameter; an index type
     the backend refuses is recorded with the reason."""
-    MilvusClient = import_pymilvus().MilvusClient
-    from pymilvus.exceptions import MilvusException
+    pymilvus = import_pymilvus()
+    MilvusClient, MilvusException = pymilvus.MilvusClient, pymilvus.MilvusException
 
     rng = np.random.default_rng(0)
     qi = rng.choice(len(vectors), size=min(n_queries, len(vectors)), replace=False)

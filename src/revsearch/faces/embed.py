@@ -30,6 +30,7 @@ aligns and embeds a face in 11.0 ms on one core against 21.8 ms for onnxruntime
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Sequence
@@ -98,9 +99,15 @@ class _OnnxRuntimeRunner:
         first = self._session.get_inputs()[0]
         self._input = first.name
         self.input_shape = first.shape
+        self.precision = "f32"
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self._input: batch})[0]
+
+    def with_precision(self, precision: str) -> _OnnxRuntimeRunner:
+        """onnxruntime's CPU kernels here are float32 only: the same runner."""
+        check_precision(precision)
+        return self
 
 
 def _import_openvino():
@@ -127,18 +134,34 @@ def _import_openvino():
     return openvino
 
 
+PRECISIONS = ("f32", "bf16")
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    return precision
+
+
 class _OpenVinoRunner:
-    def __init__(self, model: bytes, threads: int) -> None:
+    def __init__(self, model: bytes, threads: int, precision: str = "f32") -> None:
         ov = _import_openvino()
-        core = ov.Core()
-        network = core.read_model(model, ov.Tensor(np.empty(0, dtype=np.uint8)))
+        self._core = ov.Core()
+        self._network = self._core.read_model(model, ov.Tensor(np.empty(0, dtype=np.uint8)))
+        self._threads = threads
         self.input_shape = [d.get_length() if d.is_static else "batch"
-                            for d in network.inputs[0].get_partial_shape()]
-        # float32 keeps the vectors identical to onnxruntime's (bf16 on AMX would be 3x
-        # faster again but moves them by up to 1e-3 in cosine). No pinning: several
-        # worker processes each pinning their thread to core 0 would share one core.
-        self._compiled = core.compile_model(network, "CPU", {
-            "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
+                            for d in self._network.inputs[0].get_partial_shape()]
+        self._compile(precision)
+
+    def _compile(self, precision: str) -> None:
+        check_precision(precision)
+        # float32 by default keeps the vectors identical to onnxruntime's, which stored
+        # vectors must be (bf16 moves them by up to 1e-3 in cosine). A CPU without bf16
+        # units runs the bf16 hint in float32. No pinning: several worker processes each
+        # pinning their thread to core 0 would share one core.
+        self.precision = precision
+        self._compiled = self._core.compile_model(self._network, "CPU", {
+            "INFERENCE_NUM_THREADS": self._threads, "INFERENCE_PRECISION_HINT": precision,
             "ENABLE_CPU_PINNING": False, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1})
         # An infer request is not thread-safe (an onnxruntime session is): one per thread.
         self._local = threading.local()
@@ -149,6 +172,15 @@ class _OpenVinoRunner:
             request = self._local.request = self._compiled.create_infer_request()
         # The output tensor is reused by the next call on this request.
         return np.array(request.infer({0: batch})[0], copy=True)
+
+    def with_precision(self, precision: str) -> _OpenVinoRunner:
+        """The same network compiled at another precision (the model is read once)."""
+        if precision == self.precision:
+            return self
+        other = copy.copy(self)
+        other._local = threading.local()
+        other._compile(precision)
+        return other
 
 
 def _runner(model: bytes, threads: int, runtime: str):
@@ -235,6 +267,14 @@ class _AlignedOnnxEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         crops = np.stack([align_face(image, f.landmarks, self.size) for f in faces])
         return self.embed_aligned(crops)
+
+    def with_precision(self, precision: str) -> _AlignedOnnxEmbedder:
+        """This embedder computing at another precision ("f32" or "bf16"), for vectors
+        that are only compared with each other, never with stored ones (occlusion
+        re-ranking embeds both sides itself). onnxruntime stays float32."""
+        other = copy.copy(self)
+        other._run = self._run.with_precision(precision)
+        return other
 
     def embed_aligned(self, crops: np.ndarray) -> np.ndarray:
         """Embed already aligned BGR crops, (n, size, size, 3) uint8."""
@@ -330,6 +370,11 @@ class FusedEmbedder:
         sizes = {getattr(m, "size", 0) if hasattr(m, "embed_aligned") else 0
                  for m in self.members}
         return sizes.pop() if len(sizes) == 1 else 0
+
+    def with_precision(self, precision: str) -> FusedEmbedder:
+        """Every member that can at another precision (see _AlignedOnnxEmbedder's)."""
+        return FusedEmbedder([m.with_precision(precision) if hasattr(m, "with_precision")
+                              else m for m in self.members])
 
     def embed_aligned(self, crops: np.ndarray) -> np.ndarray:
         """Embed aligned crops with every member (all must take the same crops)."""

@@ -193,8 +193,7 @@ def server_version(client: Any) -> tuple[int, int]:
 def database_errors(uri: str) -> Iterator[None]:
     """Turn the database's own failures (unreadable files, lost server) into one clear
     DatabaseError that says how to recover."""
-    from pymilvus.exceptions import MilvusException
-
+    MilvusException = import_pymilvus().MilvusException
     try:
         yield
     except MilvusException as exc:

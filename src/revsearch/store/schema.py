@@ -185,10 +185,12 @@ class Table:
 
     def schema(self, dim: int) -> Any:
         """The pymilvus collection schema; `dim`: the space's vector dimension."""
-        from pymilvus import DataType, MilvusClient
+        from revsearch.store.backend import import_pymilvus
 
-        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
-                                            description=self.description)
+        pymilvus = import_pymilvus()
+        DataType = pymilvus.DataType
+        schema = pymilvus.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
+                                                     description=self.description)
         for f in self.fields:
             params = dict(f.metadata["params"])
             if "element_type" in params:
