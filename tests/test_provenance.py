@@ -51,7 +51,6 @@ def test_bootstrap_interval_covers_the_mean_and_narrows_with_queries():
 # keeps this list; it may only shrink: a listed file that has its provenance fails too,
 # so the list stays true, and any new results file must carry it).
 NOT_YET_RERUN = {
-    "scale.json", "scale_m32.json", "scale_m32_1seg.json",
     "ytf_variants.json",
 }
 
