@@ -220,6 +220,7 @@ def test_occlusion_dev(subset_dir, tmp_path, monkeypatch):
     assert r["queries"] == 3 and r["stage1"] and r["stage2"][0]["config"] == "plain"
     assert [(x["precision"], x["rerank"]) for x in r["stage2"][1:]] == [
         ("bf16", 2), ("bf16", 3), ("f32", 2), ("f32", 3)]
+    assert "Chosen at bf16" in (tmp_path / "occlusion_dev_sface.md").read_text()
 
 
 def test_ytf_manifest(tmp_path):

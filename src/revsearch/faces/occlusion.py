@@ -43,7 +43,7 @@ class OcclusionSettings:
     flat_std: float = 1.0  # a cell is flat below this grey-level standard deviation
     min_cells: int = 64  # covered: the largest flat group has at least this many cells
     grow: int = 2  # cells added around the covered group before painting it
-    rerank: int = 20  # candidates embedded again with the same part covered
+    rerank: int = 15  # candidates embedded again with the same part covered
     weight: float = 0.5  # similarity = weight * covered-part score + (1 - weight) * plain
     # A query photo where the detector finds no face is looked at again with this lower
     # YuNet score: a covered face scores lower (the query only, never the index).
