@@ -47,19 +47,9 @@ def test_bootstrap_interval_covers_the_mean_and_narrows_with_queries():
     assert lo2 < large.mean() < hi2 and (hi2 - lo2) < (hi - lo) / 5
 
 
-# Results files written before results carried their provenance, not yet rerun (issue 18
-# keeps this list; it may only shrink: a listed file that has its provenance fails too,
-# so the list stays true, and any new results file must carry it).
-NOT_YET_RERUN = {
-    "ytf_variants.json",
-}
-
-
 def test_every_results_file_records_its_provenance():
     results = {p.name: provenance.missing(json.loads(p.read_text()))
                for p in sorted((ROOT / "docs" / "results").glob("*.json"))}
-    lacking = {name for name, gone in results.items() if gone}
-    assert lacking - NOT_YET_RERUN == set(), "results without provenance: rerun their command"
-    assert NOT_YET_RERUN - lacking == set(), "rerun with provenance: take it off the list"
-    for name, gone in results.items():
-        assert name in NOT_YET_RERUN or not gone, (name, gone)
+    assert len(results) > 20
+    lacking = {name: gone for name, gone in results.items() if gone}
+    assert not lacking, f"results without provenance (rerun their command): {lacking}"
