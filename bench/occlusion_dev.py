@@ -249,7 +249,6 @@ def main() -> None:
     shift = {k: float(np.median([r["lm_shift"] for r in records[k] if r and not r["lost"]]))
              for k in records}
     result = {"queries": len(queries), "clean_faces": len(clean_stats), "seed": args.seed,
-
               "lost": lost, "found_by_fallback": rescued,
               "median_landmark_shift_over_box_width": shift,
               "threshold": threshold, "stage1": stage1, "chosen_detector": chosen1,
@@ -261,13 +260,11 @@ def main() -> None:
     print(write_report(result, Path(args.out)))
 
 
-def chosen_rerank(stage2: list[dict], precision: str, within: float = 0.01) -> dict | None:
+def chosen_rerank(stage2: list[dict], precision: str, within: float = 0.01) -> dict:
     """The re-ranking setting to ship: at the weight with the best mean rank-1 over the
     occluders, the fewest re-ranked hits within `within` of that weight's best rank-1 on
     every occluder (each re-embedded hit costs query time)."""
     rows = [r for r in stage2 if r.get("precision", "f32") == precision and "rerank" in r]
-    if not rows:
-        return None
     weight = max({r["weight"] for r in rows}, key=lambda w: max(
         np.mean([r[k] for k in KINDS]) for r in rows if r["weight"] == w))
     at = [r for r in rows if r["weight"] == weight]

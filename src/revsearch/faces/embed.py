@@ -137,25 +137,24 @@ def _import_openvino():
 PRECISIONS = ("f32", "bf16")
 
 
-def check_precision(precision: str) -> str:
+def check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    return precision
 
 
 class _OpenVinoRunner:
-    def __init__(self, model: bytes, threads: int, precision: str = "f32") -> None:
+    def __init__(self, model: bytes, threads: int) -> None:
         ov = _import_openvino()
         self._core = ov.Core()
         self._network = self._core.read_model(model, ov.Tensor(np.empty(0, dtype=np.uint8)))
         self._threads = threads
         self.input_shape = [d.get_length() if d.is_static else "batch"
                             for d in self._network.inputs[0].get_partial_shape()]
-        self._compile(precision)
+        self._compile("f32")
 
     def _compile(self, precision: str) -> None:
         check_precision(precision)
-        # float32 by default keeps the vectors identical to onnxruntime's, which stored
+        # float32, the default, keeps the vectors identical to onnxruntime's, which stored
         # vectors must be (bf16 moves them by up to 1e-3 in cosine). A CPU without bf16
         # units runs the bf16 hint in float32. No pinning: several worker processes each
         # pinning their thread to core 0 would share one core.

@@ -49,8 +49,8 @@ class OcclusionSettings:
     # YuNet score: a covered face scores lower (the query only, never the index).
     fallback_score: float = 0.3
     # Re-ranking embeds both sides of each comparison itself, so its vectors need not
-    # match the stored float32 ones: bfloat16 where the CPU has it (OpenVINO) is most of
-    # the re-ranking's time saved; "f32" computes exactly as the index does.
+    # match the stored float32 ones: bfloat16 (OpenVINO, on a CPU that has it) makes its
+    # embeddings cheaper; "f32" computes exactly as the index does.
     precision: str = "bf16"
 
 
